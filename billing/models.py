@@ -1,0 +1,1 @@
+"""ORM models of the billing package (none yet: its issue has not landed)."""

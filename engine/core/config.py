@@ -1,0 +1,78 @@
+"""Settings, read from the environment in exactly one place.
+
+Everything the engine can be told lives in :class:`Settings`. ``Settings.from_env()`` is called
+once by the composition root (``app.py``); everything below it receives the values it needs as
+arguments. Tests build a ``Settings`` directly or pass overrides to the app factory.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Database. SQLite in var/ is the embedded default for a newcomer; production is PostgreSQL
+    # (postgresql+psycopg://user@host:5432/dbname).
+    database_url: str = field(default_factory=lambda: f"sqlite:///{DEFAULT_VAR_DIR / 'engine.db'}")
+    # Flask session signing; the default is only good for a laptop and is refused in production.
+    secret_key: str = "dev-only-not-secret"
+    environment: str = "development"  # development | test | production
+    # Ingestion API limits: a batch larger than either is refused with 413 before it is parsed.
+    api_max_body_bytes: int = 16 * 1024 * 1024
+    api_max_records: int = 5_000
+    api_max_order_lines: int = 50_000
+    # Bulk import: records validated and written per transaction (memory stays bounded by this).
+    import_chunk_rows: int = 5_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        base = cls()
+        settings = replace(
+            base,
+            database_url=env.get("DATABASE_URL") or base.database_url,
+            secret_key=env.get("SECRET_KEY") or base.secret_key,
+            environment=env.get("ENGINE_ENV") or base.environment,
+            api_max_body_bytes=_int(env, "API_MAX_BODY_BYTES", base.api_max_body_bytes, minimum=1024),
+            api_max_records=_int(env, "API_MAX_RECORDS", base.api_max_records, minimum=1),
+            api_max_order_lines=_int(env, "API_MAX_ORDER_LINES", base.api_max_order_lines, minimum=1),
+            import_chunk_rows=_int(env, "IMPORT_CHUNK_ROWS", base.import_chunk_rows, minimum=1),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.environment not in {"development", "test", "production"}:
+            raise ConfigError(f"ENGINE_ENV must be development, test or production, got {self.environment!r}")
+        if self.environment == "production" and self.secret_key == Settings.secret_key:
+            raise ConfigError("SECRET_KEY must be set in production")
+        if not (self.database_url.startswith("sqlite") or self.database_url.startswith("postgresql")):
+            raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL, got {self.database_url!r}")
+
+    def with_overrides(self, **overrides) -> "Settings":
+        settings = replace(self, **overrides)
+        settings.check()
+        return settings
