@@ -1,0 +1,179 @@
+"""Composition root: reads settings once, builds the database session factory and the clock,
+registers the blueprints, and offers the command line.
+
+    python app.py --help
+
+Nothing imports this module; it imports everything.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+
+from engine.core.clock import Clock, SystemClock
+from engine.core.config import Settings
+from engine.core.db import make_engine, make_session_factory, unit_of_work
+from engine.core.errors import EngineError
+from engine.core.migrate import upgrade_to_head
+from engine.core.runtime import Runtime
+
+
+def build_runtime(settings: Settings | None = None, *, clock: Clock | None = None) -> Runtime:
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    return Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine), clock=clock or SystemClock())
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None, **overrides) -> Flask:
+    """The Flask app. Tests pass ``settings`` or keyword overrides of it, and a frozen clock."""
+    settings = (settings or Settings.from_env()).with_overrides(**overrides) if overrides else (settings or Settings.from_env())
+    rt = build_runtime(settings, clock=clock)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.api_max_body_bytes)
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False  # keep resources in the order a batch is applied
+    app.extensions["engine_runtime"] = rt
+
+    from engine.ingest.web.api import bp as api_bp
+    app.register_blueprint(api_bp)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    return app
+
+
+# ---------------------------------------------------------------- command line
+
+def _rt(ctx: click.Context) -> Runtime:
+    if ctx.obj is None:
+        ctx.obj = build_runtime()
+    return ctx.obj
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def cli() -> None:
+    """Repurchase engine: ingest, decide, send, attribute, bill."""
+
+
+@cli.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Create or upgrade the database schema to the latest migration."""
+    rt = _rt(ctx)
+    upgrade_to_head(rt.engine)
+    click.echo(f"database at {rt.engine.url.render_as_string(hide_password=True)} is at the latest schema")
+
+
+@cli.command("create-merchant")
+@click.option("--slug", required=True, help="Short stable handle, e.g. acme-shop")
+@click.option("--name", required=True)
+@click.option("--currency", required=True, help="ISO 4217, e.g. USD, CNY, JPY")
+@click.option("--timezone", "tz", required=True, help="IANA timezone, e.g. Asia/Shanghai")
+@click.pass_context
+def create_merchant_cmd(ctx, slug, name, currency, tz) -> None:
+    """Create a merchant (tenant)."""
+    from engine.tenancy.services import create_merchant
+
+    rt = _rt(ctx)
+    try:
+        with unit_of_work(rt.sessions) as s:
+            m = create_merchant(s, slug=slug, name=name, currency=currency, timezone=tz, now=rt.clock.now())
+            click.echo(f"created merchant {m.public_id} ({m.slug})")
+    except EngineError as exc:
+        _fail(str(exc))
+
+
+@cli.command("create-api-key")
+@click.option("--merchant", "slug", required=True, help="Merchant slug")
+@click.option("--label", default="", help="What the key is for")
+@click.pass_context
+def create_api_key_cmd(ctx, slug, label) -> None:
+    """Issue an ingestion API key. It is printed once and only its hash is kept."""
+    from engine.tenancy.services import get_merchant_by_slug, issue_api_key
+
+    rt = _rt(ctx)
+    try:
+        with unit_of_work(rt.sessions) as s:
+            issued = issue_api_key(s, get_merchant_by_slug(s, slug), label=label, now=rt.clock.now())
+    except EngineError as exc:
+        _fail(str(exc))
+    click.echo(f"API key {issued.public_id} for {slug} (shown once, store it now):\n{issued.key}")
+
+
+@cli.command("revoke-api-key")
+@click.option("--merchant", "slug", required=True)
+@click.argument("key_id")
+@click.pass_context
+def revoke_api_key_cmd(ctx, slug, key_id) -> None:
+    """Revoke an API key by its public id (key_...)."""
+    from engine.tenancy.services import get_merchant_by_slug, revoke_api_key
+
+    rt = _rt(ctx)
+    try:
+        with unit_of_work(rt.sessions) as s:
+            revoke_api_key(s, get_merchant_by_slug(s, slug).id, key_id, now=rt.clock.now())
+    except EngineError as exc:
+        _fail(str(exc))
+    click.echo(f"revoked {key_id}")
+
+
+@cli.command("create-user")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["operator", "merchant", "finance"]), required=True)
+@click.option("--merchant", "slug", default=None, help="Merchant slug (merchant users only)")
+@click.password_option(envvar="USER_PASSWORD")
+@click.pass_context
+def create_user_cmd(ctx, email, role, slug, password) -> None:
+    """Create a login for the web app."""
+    from engine.tenancy.models import Role
+    from engine.tenancy.services import create_user, get_merchant_by_slug
+
+    rt = _rt(ctx)
+    try:
+        with unit_of_work(rt.sessions) as s:
+            merchant = get_merchant_by_slug(s, slug) if slug else None
+            u = create_user(s, email=email, password=password, role=Role(role), merchant=merchant, now=rt.clock.now())
+            click.echo(f"created {role} user {u.email}")
+    except (EngineError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the web app and the API (development server; use a WSGI server in production)."""
+    create_app().run(host=host, port=port)
+
+
+def _register_optional_commands() -> None:
+    # Commands whose modules land with their own issue; each module adds its commands to `cli`.
+    for module in ("engine.ingest.cli", "engine.demo.cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(cli, _rt)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    cli(prog_name="repurchase")
+
+
+if __name__ == "__main__":
+    main()
