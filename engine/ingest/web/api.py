@@ -9,6 +9,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.core.db import unit_of_work
+from engine.core.dbstats import INGEST_TABLES, refresh_planner_stats
 from engine.core.errors import Unauthorized
 from engine.core.runtime import runtime
 from engine.ingest.context import MerchantRef
@@ -142,6 +143,8 @@ def _ingest(batch: dict, named_merchant) -> Response:
             batch_id = record_batch(session, merchant.id, source="api", status="accepted", now=now, records=result.records,
                                     rejected=0, counts={k: v.as_dict() for k, v in result.counts.items()}, problems=[])
             session.commit()
+            if n_records + n_lines >= 1000:  # a bulk write: keep foreign-key check plans sane (see dbstats)
+                refresh_planner_stats(rt.engine, INGEST_TABLES)
             return jsonify({"batch_id": batch_id, **result.as_dict()})
         except (IntegrityError, OperationalError):
             # A concurrent batch wrote the same ids (or held a lock) first: run the batch once

@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create the virtual
+# environment first (Python 3.11+ as $(PYTHON)).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: venv demo test test-sqlite migrate serve bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Migrates the embedded SQLite database (var/engine.db, or DATABASE_URL), loads the demo
+# merchant and prints a summary.
+demo: venv
+	$(BIN)/python app.py demo
+
+# Every database test runs on SQLite and on PostgreSQL (TEST_POSTGRES_URL, default the local
+# server); the run fails if PostgreSQL is unreachable. TEST_DATABASES=sqlite to skip it knowingly.
+test: venv
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+test-sqlite: venv
+	TEST_DATABASES=sqlite $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+migrate: venv
+	$(BIN)/python app.py migrate
+
+serve: venv
+	$(BIN)/python app.py serve
+
+bench: venv
+	$(BIN)/python bench/api_ingest.py
+	$(BIN)/python bench/demo_load.py
+
+clean:
+	rm -rf $(VENV) var/*.db var/*.db-* .pytest_cache
