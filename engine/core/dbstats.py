@@ -17,15 +17,28 @@ from __future__ import annotations
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
 
 MIN_GROWTH_PAGES = 4    # 32 KB; analysing a table this small costs a few milliseconds
 GROWTH_SHARE = 0.33
 
 
-def refresh_planner_stats(engine: Engine, tables: list[str]) -> list[str]:
-    """ANALYZE those of ``tables`` whose statistics are far behind; returns their names."""
+def refresh_planner_stats(bind: Engine | sessionmaker, tables: list[str]) -> list[str]:
+    """ANALYZE those of ``tables`` whose statistics are far behind; returns their names.
+
+    Statistics are an optimisation: if the role may not analyse, nothing else fails.
+    """
+    engine = bind.kw["bind"] if isinstance(bind, sessionmaker) else bind
     if engine.dialect.name != "postgresql" or not tables:
         return []
+    try:
+        return _refresh(engine, tables)
+    except SQLAlchemyError:
+        return []
+
+
+def _refresh(engine: Engine, tables: list[str]) -> list[str]:
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT c.relname, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int "

@@ -3,11 +3,21 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-# Well under SQLite's host-parameter limit, and keeps PostgreSQL plans simple.
+# Well under SQLite's host-parameter limit.
 IN_CHUNK = 900
+
+
+def _among(session: Session, column, values: list):
+    """``column IN values``. On PostgreSQL as ``= ANY(one array parameter)``: with hundreds of
+    separate parameters, the planner of a table whose statistics lag may pick a non-unique index
+    and test every row against every value (measured: 0.85 s per lookup at 100k orders)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("values", values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def chunks(items: list, size: int = IN_CHUNK) -> Iterable[list]:
@@ -21,7 +31,7 @@ def ids_by_external(session: Session, table: Table, merchant_id: int, external_i
     found: dict[str, int] = {}
     for part in chunks(wanted):
         rows = session.execute(
-            select(table.c.external_id, table.c.id).where(table.c.merchant_id == merchant_id, table.c.external_id.in_(part))
+            select(table.c.external_id, table.c.id).where(table.c.merchant_id == merchant_id, _among(session, table.c.external_id, part))
         )
         found.update({ext: id_ for ext, id_ in rows})
     return found
@@ -32,7 +42,7 @@ def rows_by_external(session: Session, table: Table, merchant_id: int, external_
     wanted = sorted(set(external_ids))
     found: dict[str, dict] = {}
     for part in chunks(wanted):
-        rows = session.execute(select(table).where(table.c.merchant_id == merchant_id, table.c.external_id.in_(part)))
+        rows = session.execute(select(table).where(table.c.merchant_id == merchant_id, _among(session, table.c.external_id, part)))
         found.update({r.external_id: dict(r._mapping) for r in rows})
     return found
 
@@ -42,7 +52,7 @@ def children_by_parent(session: Session, table: Table, parent_col: str, parent_i
     found: dict[int, list[dict]] = {pid: [] for pid in wanted}
     col = table.c[parent_col]
     for part in chunks(wanted):
-        stmt = select(table).where(col.in_(part))
+        stmt = select(table).where(_among(session, col, part))
         if order_by:
             stmt = stmt.order_by(col, table.c[order_by])
         for r in session.execute(stmt):
