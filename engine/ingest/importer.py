@@ -213,6 +213,7 @@ def import_file(sessions: sessionmaker[Session], merchant_id: int, resource: str
                 bar.update(source.position - bar.n)
         except (FileFormatError, SQLAlchemyError, OSError) as exc:
             summary.rejects_path = rejects_path if rejects.written else None
+            _log_stopped(sessions, merchant_id, resource, summary, clock, exc)
             raise ImportStopped(summary, exc) from exc
         finally:
             bar.close()
@@ -229,6 +230,21 @@ def import_file(sessions: sessionmaker[Session], merchant_id: int, resource: str
             counts={resource: summary.counts.as_dict()}, problems=summary.first_problems)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _log_stopped(sessions, merchant_id: int, resource: str, summary: ImportSummary, clock: Clock, exc: Exception) -> None:
+    """Leave a 'stopped' entry in the batch log: earlier chunks were committed and the merchant
+    should see that. If the database itself is what failed, this may fail too; the command line
+    still reports the stop."""
+    try:
+        with unit_of_work(sessions) as s:
+            summary.batch_id = record_batch(
+                s, merchant_id, source="file", status="stopped", now=clock.now(),
+                records=summary.records_read, rejected=summary.records_rejected,
+                counts={resource: summary.counts.as_dict()},
+                problems=summary.first_problems + [Problem(resource, summary.rows_read, None, "", f"import stopped: {exc}")])
+    except SQLAlchemyError:
+        pass
 
 
 def _import_chunk(sessions, merchant: MerchantRef, resource: str, chunk: list[Group], clock: Clock,

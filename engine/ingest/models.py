@@ -13,7 +13,7 @@ from engine.core.modeltypes import BigId, pk
 class IngestBatch(Base):
     __tablename__ = "ingest_batches"
     __table_args__ = (
-        CheckConstraint("status IN ('accepted', 'rejected', 'partial')", name="status_known"),
+        CheckConstraint("status IN ('accepted', 'rejected', 'partial', 'stopped')", name="status_known"),
         CheckConstraint("source IN ('api', 'file', 'demo')", name="source_known"),
         Index("ix_ingest_batches_merchant_received", "merchant_id", "received_at"),
     )

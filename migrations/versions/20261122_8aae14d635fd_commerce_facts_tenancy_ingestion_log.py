@@ -80,7 +80,7 @@ def upgrade() -> None:
     sa.Column('counts', sa.JSON(), nullable=False),
     sa.Column('problems', sa.JSON(), nullable=False),
     sa.CheckConstraint("source IN ('api', 'file', 'demo')", name=op.f('ck_ingest_batches_source_known')),
-    sa.CheckConstraint("status IN ('accepted', 'rejected', 'partial')", name=op.f('ck_ingest_batches_status_known')),
+    sa.CheckConstraint("status IN ('accepted', 'rejected', 'partial', 'stopped')", name=op.f('ck_ingest_batches_status_known')),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_ingest_batches_merchant_id_merchants')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ingest_batches')),
     sa.UniqueConstraint('public_id', name=op.f('uq_ingest_batches_public_id'))

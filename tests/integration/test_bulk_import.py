@@ -291,3 +291,23 @@ def test_cli_exits_3_when_the_file_breaks_part_way_and_keeps_the_chunks_before(t
     result = invoke("--merchant", "acme", "--resource", "customers", "--chunk-rows", "100", "--no-progress", str(path))
     assert result.exit_code == 0 and f"unchanged {committed}" in result.output
     assert count(sessions, Customer) == 600
+
+
+def test_an_import_that_stops_part_way_keeps_its_committed_chunks_and_says_so(run, sessions, tmp_path):
+    from engine.ingest.importer import ImportStopped
+
+    path = tmp_path / "customers.csv"
+    # beyond the decoder's 8 KB read-ahead, so the bad bytes are met part way through
+    good = "".join(f"c{i},c{i}@shop.example.test\n" for i in range(600))
+    path.write_bytes(b"id,email\n" + good.encode() + b"c9,\xff\xfe broken\n")
+    with pytest.raises(ImportStopped) as stopped:
+        run("customers", path, chunk_rows=100)
+    committed = stopped.value.summary.counts.inserted
+    assert 0 < committed < 600 and committed % 100 == 0
+    assert count(sessions, Customer) == committed          # the chunks before the bad bytes stay committed
+    with sessions() as s:
+        batch = s.scalar(select(IngestBatch))
+        assert batch.status == "stopped" and "import stopped" in batch.problems[-1]["reason"]
+    path.write_bytes(b"id,email\n" + good.encode())  # fixed file: re-running is harmless
+    again = run("customers", path, chunk_rows=100).counts
+    assert (again.unchanged, again.inserted) == (committed, 600 - committed)
