@@ -156,19 +156,16 @@ def serve(host: str, port: int) -> None:
     create_app().run(host=host, port=port)
 
 
-def _register_optional_commands() -> None:
-    # Commands whose modules land with their own issue; each module adds its commands to `cli`.
-    for module in ("engine.ingest.cli", "engine.demo.cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(cli, _rt)
+def _register_commands() -> None:
+    # Each package adds its own commands; app.py only wires them to the runtime.
+    from engine.demo import cli as demo_cli
+    from engine.ingest import cli as ingest_cli
+
+    for module in (ingest_cli, demo_cli):
+        module.register(cli, _rt)
 
 
-_register_optional_commands()
+_register_commands()
 
 
 def main() -> None:
