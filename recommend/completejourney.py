@@ -22,10 +22,8 @@ def load_history() -> History:
     p = pd.read_parquet(data / "products.parquet", columns=["product_id", "department", "product_category"])
     cust_codes, cust_uniques = pd.factorize(t["household_id"], sort=True)
     item_codes, item_uniques = pd.factorize(t["product_id"], sort=True)
-    ts = (t["transaction_timestamp"].dt.tz_localize(TZ, ambiguous="NaT", nonexistent="shift_forward")
-          .dt.tz_convert("UTC"))
-    ts = ts.fillna(t["transaction_timestamp"].dt.tz_localize("UTC"))  # the one ambiguous hour a year
-    seconds = (ts.astype("int64") // 10**9).to_numpy()
+    # The data set's timestamps are UTC (docs/demo-data.md), as the database loader reads them.
+    seconds = (t["transaction_timestamp"].astype("int64") // 10**9).to_numpy()
     cents = np.rint(t["sales_value"].to_numpy() * 100).astype(np.int64)
     lines = make_lines(cust_codes, t["basket_id"].to_numpy(), item_codes, seconds,
                        np.maximum(t["quantity"].to_numpy(), 1), cents, len(cust_uniques), len(item_uniques))

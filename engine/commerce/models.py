@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean, CheckConstraint, Enum, ForeignKey, ForeignKeyConstraint, Index, Integer, String,
-    UniqueConstraint,
+    UniqueConstraint, false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -89,6 +89,9 @@ class Product(Base):
     image_url: Mapped[str | None] = mapped_column(String(2000))
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     in_stock: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Set by the merchant in the portal (never by the ingestion feed, which would reset it):
+    # an excluded product is never recommended.
+    excluded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     source_updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)

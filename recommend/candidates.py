@@ -1,0 +1,172 @@
+"""Candidate items per customer, from several sources, before the ranker orders them.
+
+Sources (a bit per source, so the ranker knows where a candidate came from):
+- OWN: the customer's own past items (at most ``own_k``, by how often and how lately bought);
+- TOGETHER: items bought together with the customer's most frequent items (basket
+  co-occurrence, normalised by popularity);
+- CATEGORY: the most popular items of the customer's favourite categories;
+- POPULAR: the globally popular items (whole history and last 30 days);
+- BASKET: the items of the customer's open cart or unpaid order, which always come first.
+Replenishment ("due" items) is not a separate source: due items are own items, and their
+due-ness is a ranker feature. Items that are not recommendable never become candidates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommend.features import ItemStats, PairStats
+from recommend.tables import DAY, Catalog, Lines
+
+OWN, TOGETHER, CATEGORY, POPULAR, BASKET = 1, 2, 4, 8, 16
+
+
+@dataclass(frozen=True)
+class Candidates:
+    customer: np.ndarray  # int32, grouped by customer (sorted)
+    item: np.ndarray      # int32
+    source: np.ndarray    # int8 bit mask
+    together: np.ndarray  # float32 co-occurrence score (0 when not from TOGETHER)
+
+    def __len__(self) -> int:
+        return len(self.customer)
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    own_k: int = 80
+    seeds: int = 8
+    neighbours: int = 10
+    together_k: int = 20
+    categories: int = 3
+    per_category: int = 5
+    popular_k: int = 30
+
+
+def _top_per_group(group: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores within each group (groups need not be sorted)."""
+    order = np.lexsort((-score, group))
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1] if len(g) else np.zeros(0, np.int64)
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    return order[rank < k]
+
+
+def own_score(pairs: PairStats, cutoff: int) -> np.ndarray:
+    """A cheap ordering of own items: baskets with the item, discounted by time since last."""
+    days = (cutoff - pairs.last_ts) / DAY
+    return pairs.baskets / (1.0 + days / 30.0)
+
+
+def item_neighbours(lines: Lines, seeds: np.ndarray, stats: ItemStats, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each seed item, its ``k`` most associated items by basket co-occurrence.
+
+    Association of j with seed i = co(i, j) / sqrt(pop(i) * pop(j)) (cosine), which keeps
+    universally popular items from being everyone's neighbour. Returns (neighbours, scores),
+    each of shape (len(seeds), k), -1 / 0 padded.
+    """
+    n_baskets = int(lines.basket.max()) + 1 if len(lines) else 0
+    x = sp.csr_matrix((np.ones(len(lines), np.float32), (lines.basket, lines.item)), shape=(n_baskets, lines.n_items))
+    x.data[:] = 1.0  # duplicates summed above; a basket contains an item or not
+    xc = x.tocsc()
+    out_items = np.full((len(seeds), k), -1, np.int32)
+    out_scores = np.zeros((len(seeds), k), np.float32)
+    norm = np.sqrt(np.maximum(stats.popularity, 1.0)).astype(np.float32)
+    for start in range(0, len(seeds), 1024):
+        part = seeds[start:start + 1024]
+        co = (xc[:, part].T @ x).tocsr()  # seeds x items co-occurrence counts
+        co.setdiag(0) if False else None
+        for r, seed in enumerate(part):
+            row = co.getrow(r)
+            cols, vals = row.indices, row.data
+            keep = cols != seed
+            cols, vals = cols[keep], vals[keep] / (norm[seed] * norm[cols[keep]])
+            if len(cols) > k:
+                top = np.argpartition(-vals, k)[:k]
+                cols, vals = cols[top], vals[top]
+            o = np.argsort(-vals)
+            out_items[start + r, :len(o)] = cols[o]
+            out_scores[start + r, :len(o)] = vals[o]
+    return out_items, out_scores
+
+
+def generate(lines: Lines, pairs: PairStats, stats: ItemStats, catalog: Catalog, cutoff: int,
+             customers: np.ndarray, cat_keys: np.ndarray, cat_share: np.ndarray, n_cat: int,
+             basket_items: dict[int, np.ndarray] | None = None,
+             config: CandidateConfig = CandidateConfig()) -> Candidates:
+    ok = catalog.recommendable
+    want = np.zeros(lines.n_customers, bool)
+    want[customers] = True
+    parts_c, parts_i, parts_s, parts_t = [], [], [], []
+
+    def add(c, i, src, tog=None):
+        keep = ok[i]
+        parts_c.append(c[keep].astype(np.int32))
+        parts_i.append(i[keep].astype(np.int32))
+        parts_s.append(np.full(int(keep.sum()), src, np.int8))
+        parts_t.append(np.zeros(int(keep.sum()), np.float32) if tog is None else tog[keep].astype(np.float32))
+
+    # OWN
+    pc, pi = pairs.customer, pairs.item
+    mine = want[pc]
+    score = own_score(pairs, cutoff)
+    idx = np.flatnonzero(mine)[_top_per_group(pc[mine], score[mine], config.own_k)]
+    add(pc[idx], pi[idx], OWN)
+
+    # TOGETHER: seeds are each customer's most frequent own items
+    seed_idx = np.flatnonzero(mine)[_top_per_group(pc[mine], pairs.baskets[mine].astype(np.float64), config.seeds)]
+    if len(seed_idx):
+        seeds, seed_of = np.unique(pi[seed_idx], return_inverse=True)
+        nb, ns = item_neighbours(lines, seeds, stats, config.neighbours)
+        c = np.repeat(pc[seed_idx], config.neighbours)
+        i = nb[seed_of].ravel()
+        s = ns[seed_of].ravel() * np.repeat(pairs.baskets[seed_idx], config.neighbours) ** 0.5
+        valid = i >= 0
+        c, i, s = c[valid], i[valid], s[valid]
+        key = c.astype(np.int64) * lines.n_items + i
+        uk, inv = np.unique(key, return_inverse=True)
+        total = np.bincount(inv, weights=s).astype(np.float32)
+        uc, ui = (uk // lines.n_items).astype(np.int32), (uk % lines.n_items).astype(np.int32)
+        top = _top_per_group(uc, total, config.together_k)
+        add(uc[top], ui[top], TOGETHER, total[top])
+
+    # CATEGORY: favourite categories' popular items
+    kc, kcat = (cat_keys // n_cat).astype(np.int32), (cat_keys % n_cat).astype(np.int32)
+    sel = want[kc]
+    fav = np.flatnonzero(sel)[_top_per_group(kc[sel], cat_share[sel].astype(np.float64), config.categories)]
+    pop = np.where(ok, stats.popularity, -1.0)
+    order = np.lexsort((-pop, catalog.category))
+    cats_sorted = catalog.category[order]
+    first = np.searchsorted(cats_sorted, np.arange(n_cat))
+    count = np.searchsorted(cats_sorted, np.arange(n_cat), side="right") - first
+    take = np.minimum(count[kcat[fav]], config.per_category)
+    rep_c = np.repeat(kc[fav], take)
+    offs = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)
+    add(rep_c, order[np.repeat(first[kcat[fav]], take) + offs], CATEGORY)
+
+    # POPULAR: the same list for everyone
+    popular = np.unique(np.r_[np.argsort(-np.where(ok, stats.popularity, -1))[:config.popular_k],
+                              np.argsort(-np.where(ok, stats.popularity_30, -1))[:config.popular_k]])
+    popular = popular[ok[popular]]
+    add(np.repeat(customers, len(popular)), np.tile(popular, len(customers)), POPULAR)
+
+    # BASKET: open cart / unpaid order
+    if basket_items:
+        bc = [np.full(len(v), c, np.int32) for c, v in basket_items.items() if want[c]]
+        bi = [np.asarray(v, np.int32) for c, v in basket_items.items() if want[c]]
+        if bc:
+            add(np.concatenate(bc), np.concatenate(bi), BASKET)
+
+    c = np.concatenate(parts_c)
+    i = np.concatenate(parts_i)
+    s = np.concatenate(parts_s)
+    t = np.concatenate(parts_t)
+    key = c.astype(np.int64) * lines.n_items + i
+    uk, inv = np.unique(key, return_inverse=True)
+    src = np.zeros(len(uk), np.int8)
+    np.bitwise_or.at(src, inv, s)
+    tog = np.zeros(len(uk), np.float32)
+    np.maximum.at(tog, inv, t)
+    return Candidates((uk // lines.n_items).astype(np.int32), (uk % lines.n_items).astype(np.int32), src, tog)

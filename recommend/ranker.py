@@ -1,0 +1,162 @@
+"""The item ranker: LightGBM lambdarank over candidate features.
+
+Training rows are (customer, candidate item) at several cutoffs; the label is whether the
+customer bought the item in (cutoff, cutoff + horizon]. Groups are customers at a cutoff; a
+group without any positive teaches lambdarank nothing and is dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+
+from recommend.candidates import BASKET, CATEGORY, OWN, POPULAR, TOGETHER, Candidates, CandidateConfig, generate
+from recommend.snapshot import Snapshot
+from recommend.tables import DAY, Lines
+
+RANKER_FEATURES = (
+    "own_baskets", "own_share", "own_days_since", "own_days_since_first", "own_quantity", "own_30d", "own_90d",
+    "own_interval", "own_due", "item_due", "own_rank",
+    "own_decay_7", "own_decay_30", "own_decay_90", "own_baskets_ago", "own_in_last_5",
+    "item_pop", "item_pop_30", "item_pop_7", "item_trend", "item_repeat_14", "cust_routine", "item_buyers", "item_repeat_rate", "item_cycle", "item_price", "category_pop",
+    "category_share", "together", "tifu",
+    "cust_baskets", "cust_days_since", "cust_interval", "cust_lines_mean", "cust_distinct_items",
+    "src_own", "src_together", "src_category", "src_popular", "src_basket",
+)
+
+PARAMS = {
+    "objective": "lambdarank", "metric": "ndcg", "eval_at": [10, 20], "learning_rate": 0.05, "num_leaves": 31,
+    "min_data_in_leaf": 100, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
+    "lambda_l2": 1.0, "lambdarank_truncation_level": 20, "verbose": -1, "num_threads": 0, "seed": 7,
+}
+MAX_ROUNDS = 400
+EARLY_STOP = 30
+
+
+def _rank_within(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    order = np.lexsort((-score, group))
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1] if len(g) else np.zeros(0, np.int64)
+    rank = np.empty(len(g), np.float32)
+    rank[order] = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    return rank
+
+
+def candidate_matrix(snap: Snapshot, cand: Candidates, tifu: np.ndarray | None = None) -> np.ndarray:
+    """Float32 feature matrix, one row per candidate, columns RANKER_FEATURES."""
+    n = len(cand)
+    X = np.full((n, len(RANKER_FEATURES)), np.nan, dtype=np.float32)
+    col = {name: i for i, name in enumerate(RANKER_FEATURES)}
+    c, i = cand.customer, cand.item
+    p = snap.pairs
+    row = p.lookup(c, i)
+    has = row >= 0
+    r = row[has]
+    days_since = (snap.cutoff - p.last_ts[r]) / DAY
+    X[has, col["own_baskets"]] = p.baskets[r]
+    X[:, col["own_baskets"]] = np.where(has, X[:, col["own_baskets"]], 0)
+    nb = snap.customers.n_baskets[c].astype(np.float32)
+    X[:, col["own_share"]] = X[:, col["own_baskets"]] / np.maximum(nb, 1)
+    X[has, col["own_days_since"]] = days_since
+    X[has, col["own_days_since_first"]] = (snap.cutoff - p.first_ts[r]) / DAY
+    X[has, col["own_quantity"]] = p.quantity[r]
+    X[has, col["own_30d"]] = p.recent_30[r]
+    X[has, col["own_90d"]] = p.recent_90[r]
+    interval = np.where(p.baskets[r] > 1, (p.last_ts[r] - p.first_ts[r]) / DAY / np.maximum(p.baskets[r] - 1, 1), np.nan)
+    X[has, col["own_interval"]] = interval
+    X[has, col["own_due"]] = days_since / np.maximum(interval, 1.0)
+    from recommend.features import HALF_LIVES
+    for j, hl in enumerate(HALF_LIVES):
+        share = np.zeros(n, np.float32)
+        share[has] = p.decayed[r, j] / np.maximum(snap.decayed_totals[c[has], j], 1e-6)
+        X[:, col[f"own_decay_{hl}"]] = share
+    X[has, col["own_baskets_ago"]] = p.baskets_ago[r]
+    X[:, col["own_in_last_5"]] = 0
+    X[has, col["own_in_last_5"]] = p.in_last_5[r]
+    cycle = snap.items.cycle_days[i[has]]
+    X[has, col["item_due"]] = days_since / np.maximum(cycle, 1.0)
+    own_score = np.where(has, X[:, col["own_baskets"]] / (1.0 + np.nan_to_num(X[:, col["own_days_since"]], nan=1e4) / 30.0), -1.0)
+    X[:, col["own_rank"]] = _rank_within(c, own_score)
+    it = snap.items
+    X[:, col["item_pop"]] = it.popularity[i]
+    X[:, col["item_pop_30"]] = it.popularity_30[i]
+    X[:, col["item_pop_7"]] = it.popularity_7[i]
+    X[:, col["item_trend"]] = (it.popularity_7[i] * 30 / 7 + 1) / (it.popularity_30[i] + 1)
+    X[:, col["item_repeat_14"]] = p.repeat_within_14[i]
+    X[:, col["cust_routine"]] = p.routine[c]
+    X[:, col["item_buyers"]] = it.buyers[i]
+    X[:, col["item_repeat_rate"]] = it.repeat_rate[i]
+    X[:, col["item_cycle"]] = it.cycle_days[i]
+    X[:, col["item_price"]] = snap.catalog.price[i]
+    cat = np.maximum(snap.catalog.category[i], 0)
+    X[:, col["category_pop"]] = it.category_popularity[cat]
+    q = c.astype(np.int64) * snap.n_cat + cat
+    pos = np.minimum(np.searchsorted(snap.cat_keys, q), max(len(snap.cat_keys) - 1, 0))
+    found = snap.cat_keys[pos] == q if len(snap.cat_keys) else np.zeros(n, bool)
+    X[:, col["category_share"]] = np.where(found, snap.cat_share[pos], 0.0)
+    X[:, col["together"]] = cand.together
+    X[:, col["tifu"]] = 0.0 if tifu is None else tifu
+    cm = snap.customers.matrix
+    from recommend.features import CUSTOMER_FEATURES as CF
+    for name, src in (("cust_baskets", "n_baskets"), ("cust_days_since", "days_since_last"),
+                      ("cust_interval", "mean_interval"), ("cust_lines_mean", "lines_mean"),
+                      ("cust_distinct_items", "distinct_items")):
+        X[:, col[name]] = cm[c, CF.index(src)]
+    for name, bit in (("src_own", OWN), ("src_together", TOGETHER), ("src_category", CATEGORY),
+                      ("src_popular", POPULAR), ("src_basket", BASKET)):
+        X[:, col[name]] = (cand.source & bit) > 0
+    return X
+
+
+def labels_for(cand: Candidates, future: Lines) -> np.ndarray:
+    """1 where the customer bought the candidate item in the label window."""
+    truth = np.unique(future.customer.astype(np.int64) * future.n_items + future.item)
+    return np.isin(cand.customer.astype(np.int64) * future.n_items + cand.item, truth).astype(np.float32)
+
+
+@dataclass
+class RankingSet:
+    X: np.ndarray
+    y: np.ndarray
+    group_sizes: np.ndarray
+    cand: Candidates
+
+
+def ranking_set(snap: Snapshot, customers: np.ndarray, future: Lines | None, tifu_fn=None,
+                config: CandidateConfig = CandidateConfig(), drop_empty_groups: bool = True) -> RankingSet:
+    cand = generate(snap.lines, snap.pairs, snap.items, snap.catalog, snap.cutoff, customers, snap.cat_keys,
+                    snap.cat_share, snap.n_cat, snap.basket_items, config)
+    tifu = tifu_fn(snap, cand) if tifu_fn is not None else None
+    X = candidate_matrix(snap, cand, tifu)
+    y = labels_for(cand, future) if future is not None else np.zeros(len(cand), np.float32)
+    if drop_empty_groups and future is not None:
+        pos = np.bincount(cand.customer, weights=y, minlength=snap.lines.n_customers)
+        keep = pos[cand.customer] > 0
+        cand = Candidates(cand.customer[keep], cand.item[keep], cand.source[keep], cand.together[keep])
+        X, y = X[keep], y[keep]
+    sizes = np.bincount(cand.customer, minlength=snap.lines.n_customers)
+    return RankingSet(X, y, sizes[sizes > 0], cand)
+
+
+def train_ranker(train: list[RankingSet], valid: RankingSet, params: dict | None = None) -> lgb.Booster:
+    params = {**PARAMS, **(params or {})}
+    dtrain = lgb.Dataset(np.concatenate([s.X for s in train]), np.concatenate([s.y for s in train]),
+                         group=np.concatenate([s.group_sizes for s in train]), feature_name=list(RANKER_FEATURES),
+                         free_raw_data=True)
+    dvalid = lgb.Dataset(valid.X, valid.y, group=valid.group_sizes, reference=dtrain)
+    return lgb.train(params, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dvalid],
+                     callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
+
+
+def top_k(cand: Candidates, scores: np.ndarray, customers: np.ndarray, n_customers: int, k: int) -> np.ndarray:
+    """(len(customers), k) item codes by descending score; BASKET items first; -1 padded."""
+    boosted = scores + np.where((cand.source & BASKET) > 0, 1e6, 0.0)
+    order = np.lexsort((-boosted, cand.customer))
+    c = cand.customer[order]
+    starts = np.r_[0, np.flatnonzero(c[1:] != c[:-1]) + 1] if len(c) else np.zeros(0, np.int64)
+    rank = np.arange(len(c)) - np.repeat(starts, np.diff(np.r_[starts, len(c)]))
+    keep = rank < k
+    out_full = np.full((n_customers, k), -1, np.int32)
+    out_full[c[keep], rank[keep]] = cand.item[order][keep]
+    return out_full[customers]
