@@ -63,6 +63,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # 64 MB of page cache instead of 2 MB: index inserts of a bulk load stop thrashing the disk.
+    cur.execute("PRAGMA cache_size=-65536")
     cur.close()
 
 
