@@ -156,13 +156,27 @@ def serve(host: str, port: int) -> None:
     create_app().run(host=host, port=port)
 
 
+def _demo_after_load(rt: Runtime, merchant_id: int, progress: bool) -> None:
+    """The demo's later stages. The demo's "now" is the day after its data ends (2018-01-02),
+    not today: the data set is a replay of 2017."""
+    from datetime import datetime, timezone
+
+    from recommend.cli import train_and_score
+
+    click.echo("\ntraining and scoring the demo merchant as of 2018-01-02 (the day after its data ends)")
+    train_and_score(rt, merchant_id, now=datetime(2018, 1, 2, tzinfo=timezone.utc), progress=progress)
+
+
 def _register_commands() -> None:
-    # Each package adds its own commands; app.py only wires them to the runtime.
+    # Each package adds its own commands; app.py only wires them to the runtime and, for the
+    # demo, chains the stages (engine must not import the packages above it).
     from engine.demo import cli as demo_cli
     from engine.ingest import cli as ingest_cli
+    from recommend import cli as recommend_cli
 
-    for module in (ingest_cli, demo_cli):
-        module.register(cli, _rt)
+    ingest_cli.register(cli, _rt)
+    demo_cli.register(cli, _rt, after_load=_demo_after_load)
+    recommend_cli.register(cli, _rt)
 
 
 _register_commands()

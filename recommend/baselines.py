@@ -14,6 +14,8 @@ look up the baseline's score of any (customer, item) candidate pair.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass
 
@@ -402,7 +404,11 @@ def fit_bgnbd(lines_before: Lines, cutoff: int, penalizer: float = 0.0) -> tuple
         from lifetimes import BetaGeoFitter  # imported here: only the eval needs it
 
     x, t_x, T, has = bgnbd_summary(lines_before, cutoff)
-    bgf = BetaGeoFitter(penalizer_coef=penalizer).fit(x[has], t_x[has], T[has])
+    # lifetimes prints the optimiser's whole state to stdout when it stops on "precision loss"
+    # (harmless: the gradient is ~1e-7 there); keep the command's output readable.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # sqrt of a negative Hessian entry on tiny data
+        bgf = BetaGeoFitter(penalizer_coef=penalizer).fit(x[has], t_x[has], T[has])
     p = bgf.params_
     return float(p["r"]), float(p["alpha"]), float(p["a"]), float(p["b"])
 

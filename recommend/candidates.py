@@ -21,6 +21,7 @@ from recommend.features import ItemStats, PairStats
 from recommend.tables import DAY, Catalog, Lines
 
 OWN, TOGETHER, CATEGORY, POPULAR, BASKET = 1, 2, 4, 8, 16
+RECENT_DAYS = 180
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,21 @@ class CandidateConfig:
     popular_k: int = 30
 
 
+def group_order(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Indices sorted by group ascending, then score descending: one argsort on a composite
+    float key (twice as fast as a two-key lexsort; the score is scaled into [0, 0.5), so
+    groups never mix and near-equal scores may tie, which is harmless for ranking)."""
+    if len(group) == 0:
+        return np.zeros(0, np.int64)
+    s = score.astype(np.float64)
+    lo, hi = s.min(), s.max()
+    frac = (hi - s) / (hi - lo) * 0.5 if hi > lo else np.zeros(len(s))
+    return np.argsort(group.astype(np.float64) + frac)
+
+
 def _top_per_group(group: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` highest scores within each group (groups need not be sorted)."""
-    order = np.lexsort((-score, group))
+    order = group_order(group, score)
     g = group[order]
     starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1] if len(g) else np.zeros(0, np.int64)
     rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
@@ -60,42 +73,53 @@ def own_score(pairs: PairStats, cutoff: int) -> np.ndarray:
     return pairs.baskets / (1.0 + days / 30.0)
 
 
-def item_neighbours(lines: Lines, seeds: np.ndarray, stats: ItemStats, k: int) -> tuple[np.ndarray, np.ndarray]:
+def basket_item_matrix(lines: Lines) -> tuple[sp.csr_matrix, sp.csc_matrix]:
+    """Baskets x items (0/1) over the last RECENT_DAYS: current assortments and habits, and a
+    third of the work of the whole history. Built once per snapshot, shared by every chunk."""
+    recent = lines.ts >= (lines.ts[-1] if len(lines) else 0) - RECENT_DAYS * DAY
+    basket, item = lines.basket[recent], lines.item[recent]
+    n_baskets = int(lines.basket.max()) + 1 if len(lines) else 0
+    x = sp.csr_matrix((np.ones(len(basket), np.float32), (basket, item)), shape=(n_baskets, lines.n_items))
+    x.data[:] = 1.0  # duplicates were summed; a basket contains an item or not
+    return x, x.tocsc()
+
+
+def item_neighbours(matrices: tuple[sp.csr_matrix, sp.csc_matrix], seeds: np.ndarray, stats: ItemStats,
+                    k: int) -> tuple[np.ndarray, np.ndarray]:
     """For each seed item, its ``k`` most associated items by basket co-occurrence.
 
     Association of j with seed i = co(i, j) / sqrt(pop(i) * pop(j)) (cosine), which keeps
     universally popular items from being everyone's neighbour. Returns (neighbours, scores),
     each of shape (len(seeds), k), -1 / 0 padded.
     """
-    n_baskets = int(lines.basket.max()) + 1 if len(lines) else 0
-    x = sp.csr_matrix((np.ones(len(lines), np.float32), (lines.basket, lines.item)), shape=(n_baskets, lines.n_items))
-    x.data[:] = 1.0  # duplicates summed above; a basket contains an item or not
-    xc = x.tocsc()
+    x, xc = matrices
     out_items = np.full((len(seeds), k), -1, np.int32)
     out_scores = np.zeros((len(seeds), k), np.float32)
     norm = np.sqrt(np.maximum(stats.popularity, 1.0)).astype(np.float32)
-    for start in range(0, len(seeds), 1024):
-        part = seeds[start:start + 1024]
+    for start in range(0, len(seeds), 2048):
+        part = seeds[start:start + 2048]
         co = (xc[:, part].T @ x).tocsr()  # seeds x items co-occurrence counts
-        co.setdiag(0) if False else None
-        for r, seed in enumerate(part):
-            row = co.getrow(r)
-            cols, vals = row.indices, row.data
-            keep = cols != seed
-            cols, vals = cols[keep], vals[keep] / (norm[seed] * norm[cols[keep]])
-            if len(cols) > k:
-                top = np.argpartition(-vals, k)[:k]
-                cols, vals = cols[top], vals[top]
-            o = np.argsort(-vals)
-            out_items[start + r, :len(o)] = cols[o]
-            out_scores[start + r, :len(o)] = vals[o]
+        row = np.repeat(np.arange(len(part)), np.diff(co.indptr))
+        # Items seen together once say little and are most of the entries: drop them first.
+        # An item is not its own neighbour.
+        keep = (co.data >= 2) & (co.indices != part[row])
+        row, col = row[keep], co.indices[keep]
+        val = co.data[keep] / (norm[part][row] * norm[col])
+        # one sort on a composite key: row ascending, then association descending (val <= 1)
+        order = np.argsort(row * 2.0 + (1.0 - np.minimum(val, 1.0)), kind="stable")
+        row, col, val = row[order], col[order], val[order]
+        first = np.searchsorted(row, np.arange(len(part)))
+        rank = np.arange(len(row)) - first[row]
+        top = rank < k
+        out_items[start + row[top], rank[top]] = col[top]
+        out_scores[start + row[top], rank[top]] = val[top]
     return out_items, out_scores
 
 
-def generate(lines: Lines, pairs: PairStats, stats: ItemStats, catalog: Catalog, cutoff: int,
-             customers: np.ndarray, cat_keys: np.ndarray, cat_share: np.ndarray, n_cat: int,
-             basket_items: dict[int, np.ndarray] | None = None,
-             config: CandidateConfig = CandidateConfig()) -> Candidates:
+def generate(snap, customers: np.ndarray, config: CandidateConfig = CandidateConfig()) -> Candidates:
+    """Candidates for ``customers`` from a :class:`recommend.snapshot.Snapshot`."""
+    lines, pairs, stats, catalog, cutoff = snap.lines, snap.pairs, snap.items, snap.catalog, snap.cutoff
+    cat_keys, cat_share, n_cat, basket_items = snap.cat_keys, snap.cat_share, snap.n_cat, snap.basket_items
     ok = catalog.recommendable
     want = np.zeros(lines.n_customers, bool)
     want[customers] = True
@@ -119,7 +143,7 @@ def generate(lines: Lines, pairs: PairStats, stats: ItemStats, catalog: Catalog,
     seed_idx = np.flatnonzero(mine)[_top_per_group(pc[mine], pairs.baskets[mine].astype(np.float64), config.seeds)]
     if len(seed_idx):
         seeds, seed_of = np.unique(pi[seed_idx], return_inverse=True)
-        nb, ns = item_neighbours(lines, seeds, stats, config.neighbours)
+        nb, ns = item_neighbours(snap.basket_matrix, seeds, stats, config.neighbours)
         c = np.repeat(pc[seed_idx], config.neighbours)
         i = nb[seed_of].ravel()
         s = ns[seed_of].ravel() * np.repeat(pairs.baskets[seed_idx], config.neighbours) ** 0.5

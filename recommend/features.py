@@ -114,7 +114,7 @@ def customer_stats(lines: Lines, cutoff: int, *, unpaid: np.ndarray | None = Non
             cf = np.unique(cust[recent].astype(np.int64) * 64 + fortnight[recent])
             hits = np.bincount((cf // 64).astype(np.int64), minlength=n)
             m[who, col[name]] = hits[who] / np.minimum(first_fn[who] + 1, span_fn)
-        pairs = np.unique(lines.customer.astype(np.int64) * lines.n_items + lines.item)
+        pairs = sorted_unique(lines.customer.astype(np.int64) * lines.n_items + lines.item)
         m[:, col["distinct_items"]] = np.bincount((pairs // lines.n_items).astype(np.int64), minlength=n)
     m[:, col["has_unpaid_order"]] = 0 if unpaid is None else unpaid
     m[:, col["has_open_cart"]] = 0 if open_cart is None else open_cart
@@ -270,16 +270,27 @@ def item_stats(lines: Lines, pairs: PairStats, cutoff: int, catalog: Catalog) ->
     return ItemStats(popularity, popularity_30, popularity_7, buyers, repeaters / np.maximum(buyers, 1), cycle, cat_pop)
 
 
+def sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """np.unique for int64 keys by one sort: several times faster than the hash-based unique
+    of NumPy 2 on millions of keys."""
+    if len(keys) == 0:
+        return keys
+    k = np.sort(keys)
+    return k[np.r_[True, k[1:] != k[:-1]]]
+
+
 def customer_category_share(lines: Lines, catalog: Catalog) -> tuple[np.ndarray, np.ndarray, int]:
     """Sorted keys ``customer * n_cat + category`` and the share of the customer's baskets
     containing that category."""
     cats = catalog.category[lines.item].astype(np.int64)
     n_cat = int(catalog.category.max()) + 1 if len(catalog.category) else 1
-    bc = np.unique(lines.basket.astype(np.int64) * n_cat + np.maximum(cats, 0))
+    bc = sorted_unique(lines.basket.astype(np.int64) * n_cat + np.maximum(cats, 0))
     basket_customer = np.zeros(int(lines.basket.max()) + 1 if len(lines) else 0, dtype=np.int64)
     basket_customer[lines.basket] = lines.customer
     key = basket_customer[bc // n_cat] * n_cat + bc % n_cat
-    uniq, counts = np.unique(key, return_counts=True)
-    per_customer = np.bincount(basket_customer[np.unique(lines.basket)], minlength=lines.n_customers)
+    key = np.sort(key)
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+    uniq, counts = key[starts], np.diff(np.r_[starts, len(key)])
+    per_customer = np.bincount(basket_customer[sorted_unique(lines.basket.astype(np.int64))], minlength=lines.n_customers)
     share = counts / np.maximum(per_customer[uniq // n_cat], 1)
     return uniq, share.astype(np.float32), n_cat

@@ -104,4 +104,4 @@ class CustomerPick(Base):
     rank: Mapped[int] = mapped_column(Integer, nullable=False)
     product_id: Mapped[int] = mapped_column(BigId, nullable=False)
     score: Mapped[float] = mapped_column(Float, nullable=False)
-    source: Mapped[str] = mapped_column(String(16), nullable=False)  # ranker | basket | fallback:<name>
+    source: Mapped[str] = mapped_column(String(40), nullable=False)  # ranker | basket | fallback:<name>

@@ -44,17 +44,33 @@ class CustomerSet:
     first_value: np.ndarray  # value of the first basket in the window, minor units (0 if none)
 
 
-def bgnbd_features(snap: Snapshot, customers: np.ndarray, horizon_days: int) -> np.ndarray:
-    """(len(customers), 2): BG/NBD P(purchase in horizon) and P(alive); NaN where BG/NBD cannot
-    be fitted (too little history) or describes nobody (no purchase yet)."""
+def fit_bgnbd_params(snap: Snapshot) -> tuple[float, float, float, float] | None:
+    """BG/NBD (r, alpha, a, b) fitted on the snapshot's visible history; None when there is too
+    little of it. Cached on the snapshot: every chunk of a scoring run shares one fit."""
+    cached = snap.__dict__.get("_bgnbd_params", "unset")
+    if cached != "unset":
+        return cached
+    params = None
+    if int((snap.customers.n_baskets > 0).sum()) >= 20:
+        try:
+            params = fit_bgnbd(snap.lines, snap.cutoff)
+        except Exception:  # noqa: BLE001 - lifetimes raises several kinds on degenerate data
+            params = None
+    snap.__dict__["_bgnbd_params"] = params
+    return params
+
+
+def bgnbd_features(snap: Snapshot, customers: np.ndarray, horizon_days: int,
+                   params: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """(len(customers), 2): BG/NBD P(purchase in horizon) and P(alive) under ``params`` (fitted
+    on this snapshot when not given); NaN where BG/NBD describes nobody (no purchase yet) or
+    could not be fitted."""
     out = np.full((len(customers), 2), np.nan, np.float32)
+    params = params or fit_bgnbd_params(snap)
+    if params is None:
+        return out
+    r, alpha, a, b = params
     x, t_x, T, has = bgnbd_summary(snap.lines, snap.cutoff)
-    if has.sum() < 20:
-        return out
-    try:
-        r, alpha, a, b = fit_bgnbd(snap.lines, snap.cutoff)
-    except Exception:  # noqa: BLE001 - lifetimes raises several kinds on degenerate data
-        return out
     c = customers
     ok = has[c]
     out[ok, 0] = bgnbd_p_purchase(r, alpha, a, b, x[c][ok], t_x[c][ok], T[c][ok], horizon_days)
@@ -62,8 +78,9 @@ def bgnbd_features(snap: Snapshot, customers: np.ndarray, horizon_days: int) -> 
     return out
 
 
-def customer_set(snap: Snapshot, customers: np.ndarray, future: Lines | None, horizon_days: int = 14) -> CustomerSet:
-    X = np.hstack([snap.customers.rows(customers), bgnbd_features(snap, customers, horizon_days)])
+def customer_set(snap: Snapshot, customers: np.ndarray, future: Lines | None, horizon_days: int = 14,
+                 bgnbd_params: tuple[float, float, float, float] | None = None) -> CustomerSet:
+    X = np.hstack([snap.customers.rows(customers), bgnbd_features(snap, customers, horizon_days, bgnbd_params)])
     if future is None:
         z = np.zeros(len(customers))
         return CustomerSet(customers, X, z, z)
@@ -84,6 +101,9 @@ class PropensityModel:
     platt: tuple[float, float]
     value_booster: lgb.Booster | None
     value_fallback: float   # mean first-basket value of converters, for when no value model
+    # BG/NBD parameters for the two stacked features, fitted at training time and stored with
+    # the model, so scoring evaluates a closed form instead of refitting
+    bgnbd_params: tuple[float, float, float, float] | None = None
 
     def probability(self, X: np.ndarray) -> np.ndarray:
         return apply_platt(self.booster.predict(X, raw_score=True), *self.platt)

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numpy as np
 
-from recommend.candidates import BASKET, CATEGORY, OWN, POPULAR, TOGETHER, Candidates, CandidateConfig, generate
+from recommend.features import CUSTOMER_FEATURES as CF
+from recommend.features import HALF_LIVES
+from recommend.candidates import (
+    BASKET, CATEGORY, OWN, POPULAR, TOGETHER, CandidateConfig, Candidates, generate, group_order,
+)
 from recommend.snapshot import Snapshot
 from recommend.tables import DAY, Lines
 
@@ -20,13 +24,13 @@ RANKER_FEATURES = (
     "own_interval", "own_due", "item_due", "own_rank",
     "own_decay_7", "own_decay_30", "own_decay_90", "own_baskets_ago", "own_in_last_5",
     "item_pop", "item_pop_30", "item_pop_7", "item_trend", "item_repeat_14", "cust_routine", "item_buyers", "item_repeat_rate", "item_cycle", "item_price", "category_pop",
-    "category_share", "together", "tifu",
+    "category_share", "together",
     "cust_baskets", "cust_days_since", "cust_interval", "cust_lines_mean", "cust_distinct_items",
     "src_own", "src_together", "src_category", "src_popular", "src_basket",
 )
 
 PARAMS = {
-    "objective": "lambdarank", "metric": "ndcg", "eval_at": [10, 20], "learning_rate": 0.05, "num_leaves": 31,
+    "objective": "lambdarank", "metric": "ndcg", "eval_at": [10, 20], "learning_rate": 0.1, "num_leaves": 31,
     "min_data_in_leaf": 100, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
     "lambda_l2": 1.0, "lambdarank_truncation_level": 20, "verbose": -1, "num_threads": 0, "seed": 7,
 }
@@ -35,7 +39,7 @@ EARLY_STOP = 30
 
 
 def _rank_within(group: np.ndarray, score: np.ndarray) -> np.ndarray:
-    order = np.lexsort((-score, group))
+    order = group_order(group, score)
     g = group[order]
     starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1] if len(g) else np.zeros(0, np.int64)
     rank = np.empty(len(g), np.float32)
@@ -43,7 +47,7 @@ def _rank_within(group: np.ndarray, score: np.ndarray) -> np.ndarray:
     return rank
 
 
-def candidate_matrix(snap: Snapshot, cand: Candidates, tifu: np.ndarray | None = None) -> np.ndarray:
+def candidate_matrix(snap: Snapshot, cand: Candidates) -> np.ndarray:
     """Float32 feature matrix, one row per candidate, columns RANKER_FEATURES."""
     n = len(cand)
     X = np.full((n, len(RANKER_FEATURES)), np.nan, dtype=np.float32)
@@ -66,7 +70,6 @@ def candidate_matrix(snap: Snapshot, cand: Candidates, tifu: np.ndarray | None =
     interval = np.where(p.baskets[r] > 1, (p.last_ts[r] - p.first_ts[r]) / DAY / np.maximum(p.baskets[r] - 1, 1), np.nan)
     X[has, col["own_interval"]] = interval
     X[has, col["own_due"]] = days_since / np.maximum(interval, 1.0)
-    from recommend.features import HALF_LIVES
     for j, hl in enumerate(HALF_LIVES):
         share = np.zeros(n, np.float32)
         share[has] = p.decayed[r, j] / np.maximum(snap.decayed_totals[c[has], j], 1e-6)
@@ -96,9 +99,7 @@ def candidate_matrix(snap: Snapshot, cand: Candidates, tifu: np.ndarray | None =
     found = snap.cat_keys[pos] == q if len(snap.cat_keys) else np.zeros(n, bool)
     X[:, col["category_share"]] = np.where(found, snap.cat_share[pos], 0.0)
     X[:, col["together"]] = cand.together
-    X[:, col["tifu"]] = 0.0 if tifu is None else tifu
     cm = snap.customers.matrix
-    from recommend.features import CUSTOMER_FEATURES as CF
     for name, src in (("cust_baskets", "n_baskets"), ("cust_days_since", "days_since_last"),
                       ("cust_interval", "mean_interval"), ("cust_lines_mean", "lines_mean"),
                       ("cust_distinct_items", "distinct_items")):
@@ -123,12 +124,10 @@ class RankingSet:
     cand: Candidates
 
 
-def ranking_set(snap: Snapshot, customers: np.ndarray, future: Lines | None, tifu_fn=None,
+def ranking_set(snap: Snapshot, customers: np.ndarray, future: Lines | None,
                 config: CandidateConfig = CandidateConfig(), drop_empty_groups: bool = True) -> RankingSet:
-    cand = generate(snap.lines, snap.pairs, snap.items, snap.catalog, snap.cutoff, customers, snap.cat_keys,
-                    snap.cat_share, snap.n_cat, snap.basket_items, config)
-    tifu = tifu_fn(snap, cand) if tifu_fn is not None else None
-    X = candidate_matrix(snap, cand, tifu)
+    cand = generate(snap, customers, config)
+    X = candidate_matrix(snap, cand)
     y = labels_for(cand, future) if future is not None else np.zeros(len(cand), np.float32)
     if drop_empty_groups and future is not None:
         pos = np.bincount(cand.customer, weights=y, minlength=snap.lines.n_customers)
@@ -149,14 +148,27 @@ def train_ranker(train: list[RankingSet], valid: RankingSet, params: dict | None
                      callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
 
 
-def top_k(cand: Candidates, scores: np.ndarray, customers: np.ndarray, n_customers: int, k: int) -> np.ndarray:
-    """(len(customers), k) item codes by descending score; BASKET items first; -1 padded."""
-    boosted = scores + np.where((cand.source & BASKET) > 0, 1e6, 0.0)
+def top_k(cand: Candidates, scores: np.ndarray, customers: np.ndarray, n_customers: int, k: int,
+          *, with_scores: bool = False):
+    """(len(customers), k) item codes by descending score; BASKET items first; -1 padded.
+    With ``with_scores``, also the scores and source bit masks of those picks (0 where padded)."""
+    boosted = scores + np.where((cand.source & BASKET) > 0, 1e6, 0.0)  # basket items first
     order = np.lexsort((-boosted, cand.customer))
     c = cand.customer[order]
     starts = np.r_[0, np.flatnonzero(c[1:] != c[:-1]) + 1] if len(c) else np.zeros(0, np.int64)
     rank = np.arange(len(c)) - np.repeat(starts, np.diff(np.r_[starts, len(c)]))
     keep = rank < k
-    out_full = np.full((n_customers, k), -1, np.int32)
-    out_full[c[keep], rank[keep]] = cand.item[order][keep]
-    return out_full[customers]
+    # rows by position in ``customers``, so memory follows the chunk, not the merchant
+    row_of = np.full(n_customers, -1, np.int64)
+    row_of[customers] = np.arange(len(customers))
+    rows = row_of[c[keep]]
+    ok = rows >= 0
+    out = np.full((len(customers), k), -1, np.int32)
+    out[rows[ok], rank[keep][ok]] = cand.item[order][keep][ok]
+    if not with_scores:
+        return out
+    sc = np.zeros((len(customers), k), np.float32)
+    src = np.zeros((len(customers), k), np.int8)
+    sc[rows[ok], rank[keep][ok]] = scores[order][keep][ok]
+    src[rows[ok], rank[keep][ok]] = cand.source[order][keep][ok]
+    return out, sc, src

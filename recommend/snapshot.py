@@ -58,6 +58,12 @@ class Snapshot:
         return self._categories[2]
 
     @cached_property
+    def basket_matrix(self):
+        from recommend.candidates import basket_item_matrix
+
+        return basket_item_matrix(self.lines)
+
+    @cached_property
     def decayed_totals(self) -> np.ndarray:
         return decayed_basket_totals(self.lines, self.cutoff)
 

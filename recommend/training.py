@@ -66,6 +66,9 @@ def train_models(history: History, split: TimeSplit, *, progress=None, ranker_cu
     try:
         _progress(progress, "training propensity and order value")
         out.propensity = train_propensity(train_sets, valid)
+        from recommend.propensity import fit_bgnbd_params
+
+        out.propensity.bgnbd_params = fit_bgnbd_params(vs)
         out.propensity_auc = float(auc(valid.y, out.propensity.probability(valid.X)))
     except NotEnoughData as exc:
         out.fallbacks["propensity"] = str(exc)

@@ -46,6 +46,8 @@ class Settings:
     api_max_order_lines: int = 50_000
     # Bulk import: records validated and written per transaction (memory stays bounded by this).
     import_chunk_rows: int = 5_000
+    # Where trained models are written (LightGBM text files + metadata JSON).
+    model_dir: str = str(DEFAULT_VAR_DIR / "models")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -60,6 +62,7 @@ class Settings:
             api_max_records=_int(env, "API_MAX_RECORDS", base.api_max_records, minimum=1),
             api_max_order_lines=_int(env, "API_MAX_ORDER_LINES", base.api_max_order_lines, minimum=1),
             import_chunk_rows=_int(env, "IMPORT_CHUNK_ROWS", base.import_chunk_rows, minimum=1),
+            model_dir=env.get("MODEL_DIR") or base.model_dir,
         )
         settings.check()
         return settings

@@ -54,7 +54,9 @@ def print_report(report, summary: dict, seconds: float, currency: str) -> None:
     echo(f"loaded in {seconds:.1f} s")
 
 
-def register(cli: click.Group, get_runtime) -> None:
+def register(cli: click.Group, get_runtime, after_load=None) -> None:
+    """``after_load(rt, merchant_id, progress)`` runs the later stages (train, score, ...);
+    app.py supplies it, because engine must not import the packages above it."""
     @cli.command()
     @click.option("--households", type=click.IntRange(min=1), default=None,
                   help="Load only the first N households (by id) and what they bought.")
@@ -76,3 +78,5 @@ def register(cli: click.Group, get_runtime) -> None:
         print_report(report, summary, seconds, CURRENCY)
         if report.problem_count:
             sys.exit(1)  # loaded what was valid, but real data was refused: say so in the exit code
+        if after_load is not None:
+            after_load(rt, report.merchant_id, not no_progress)

@@ -68,7 +68,7 @@ def upgrade() -> None:
     sa.Column('rank', sa.Integer(), nullable=False),
     sa.Column('product_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('score', sa.Float(), nullable=False),
-    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('source', sa.String(length=40), nullable=False),
     sa.CheckConstraint('rank >= 0', name=op.f('ck_customer_picks_rank_nonneg')),
     sa.ForeignKeyConstraint(['merchant_id', 'customer_id'], ['customers.merchant_id', 'customers.id'], name=op.f('fk_customer_picks_merchant_id_customers'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['merchant_id', 'product_id'], ['products.merchant_id', 'products.id'], name=op.f('fk_customer_picks_merchant_id_products'), ondelete='CASCADE'),

@@ -1,0 +1,111 @@
+"""Batch scoring: propensity, expected order value and top-k picks for a merchant's customers,
+stored for send planning. Chunked by customer, so the candidate matrices (the large part) stay
+bounded whatever the merchant's size; the history itself is held once as NumPy arrays.
+
+Fallbacks, recorded per customer (``customer_scores.fallback``) and per run:
+- ``no_history``: no paid order yet (a known customer with a cart or an unpaid order): picks are
+  the basket's own items then popular items; p is the recency baseline's rate for such customers;
+- ``no_propensity_model`` / ``no_ranker``: the merchant has no active model of that kind (too
+  little data to train one): the best baseline (recency-calibrated p, P-Pop + popularity picks).
+Basket items (open cart, unpaid order) always come first in the picks.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recommend import baselines
+from recommend.candidates import BASKET
+from recommend.propensity import PropensityModel, customer_set
+from recommend.ranker import ranking_set, top_k
+from recommend.snapshot import Snapshot
+from recommend.tables import DAY, History
+
+CHUNK_CUSTOMERS = 5_000
+
+
+@dataclass
+class ChunkResult:
+    customers: np.ndarray        # customer codes
+    purchase_count: np.ndarray
+    p: np.ndarray
+    value: np.ndarray            # minor units
+    fallback: list               # str | None per customer
+    picks: np.ndarray            # (n, k) product codes, -1 padded
+    pick_scores: np.ndarray
+    pick_sources: np.ndarray     # object array of str
+
+
+@dataclass
+class ScoringStats:
+    customers: int = 0
+    candidate_rows: int = 0
+    fallbacks: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+def score_chunks(history: History, snap: Snapshot, customers: np.ndarray, *, propensity: PropensityModel | None,
+                 ranker, horizon_days: int, k: int, fallbacks: dict[str, str], chunk: int = CHUNK_CUSTOMERS,
+                 progress=None):
+    """Yield a ChunkResult per chunk of ``customers`` (codes)."""
+    lines = snap.lines
+    now = snap.cutoff
+    n_baskets = snap.customers.n_baskets
+    # The recency baseline, fitted on the latest complete window, serves every p fallback.
+    fit_at = now - horizon_days * DAY
+    for start in range(0, len(customers), chunk):
+        part = customers[start:start + chunk]
+        has_history = n_baskets[part] > 0
+        reason = [None] * len(part)
+        if propensity is not None:
+            X = customer_set(snap, part, None, horizon_days, propensity.bgnbd_params).X
+            p, value = propensity.probability(X), propensity.order_value(X)
+        else:
+            p = baselines.recency_only_probabilities(history.lines, fit_at, horizon_days, lines, now, part)
+            value = np.full(len(part), _mean_basket(lines))
+            reason = ["no_propensity_model"] * len(part)
+        if propensity is not None:
+            cold = ~has_history
+            if cold.any():
+                p[cold] = baselines.recency_only_probabilities(history.lines, fit_at, horizon_days, lines, now, part[cold])
+                value[cold] = _mean_basket(lines)
+        picks = np.full((len(part), k), -1, np.int32)
+        scores = np.zeros((len(part), k), np.float32)
+        sources = np.full((len(part), k), "", dtype=object)
+        rows = 0
+        known = part[has_history]
+        if ranker is not None and len(known):
+            rs = ranking_set(snap, known, None, drop_empty_groups=False)
+            rows = len(rs.y)
+            rec, sc, src = top_k(rs.cand, ranker.predict(rs.X), known, lines.n_customers, k, with_scores=True)
+            idx = np.flatnonzero(has_history)
+            picks[idx], scores[idx] = rec, sc
+            sources[idx] = np.where(src & BASKET, "basket", np.where(rec >= 0, "ranker", ""))
+        fallback_rows = np.flatnonzero(~has_history) if ranker is not None else np.arange(len(part))
+        if len(fallback_rows):
+            fb = baselines.p_pop_filled(lines, now, history.catalog, part[fallback_rows], k)
+            for r, rec in zip(fallback_rows, fb):
+                basket = [int(i) for i in snap.basket_items.get(int(part[r]), []) if history.catalog.recommendable[i]]
+                merged = basket + [int(i) for i in rec if i >= 0 and int(i) not in basket]
+                picks[r, :] = -1
+                for j, it in enumerate(merged[:k]):
+                    picks[r, j] = it
+                    scores[r, j] = float(k - j)
+                    sources[r, j] = "basket" if j < len(basket) else "fallback:p_pop_popularity"
+        for r in range(len(part)):
+            if not has_history[r]:
+                reason[r] = "no_history"
+            elif ranker is None and reason[r] is None:
+                reason[r] = "no_ranker"
+        yield ChunkResult(part, n_baskets[part], np.clip(p, 0.0, 1.0), np.maximum(np.rint(value), 0).astype(np.int64),
+                          reason, picks, scores, sources), rows
+        if progress:
+            progress(min(start + chunk, len(customers)), len(customers))
+
+
+def _mean_basket(lines) -> float:
+    b = lines.baskets()
+    return float(b.amount.mean()) if len(b) else 0.0
