@@ -8,7 +8,6 @@ Nothing imports this module; it imports everything.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 from flask import Flask

@@ -14,7 +14,7 @@ from typing import Protocol, Sequence
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from engine.commerce.models import Customer, Order, OrderLine, Product
+from engine.commerce.models import Order, OrderLine, Product
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommend.features import ItemStats, PairStats
-from recommend.tables import DAY, Catalog, Lines
+from recommend.tables import DAY, Lines
 
 OWN, TOGETHER, CATEGORY, POPULAR, BASKET = 1, 2, 4, 8, 16
 RECENT_DAYS = 180

@@ -11,9 +11,7 @@ Basket items (open cart, unpaid order) always come first in the picks.
 """
 from __future__ import annotations
 
-import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,16 +37,8 @@ class ChunkResult:
     pick_sources: np.ndarray     # object array of str
 
 
-@dataclass
-class ScoringStats:
-    customers: int = 0
-    candidate_rows: int = 0
-    fallbacks: Counter = field(default_factory=Counter)
-    seconds: float = 0.0
-
-
 def score_chunks(history: History, snap: Snapshot, customers: np.ndarray, *, propensity: PropensityModel | None,
-                 ranker, horizon_days: int, k: int, fallbacks: dict[str, str], chunk: int = CHUNK_CUSTOMERS,
+                 ranker, horizon_days: int, k: int, chunk: int = CHUNK_CUSTOMERS,
                  progress=None):
     """Yield a ChunkResult per chunk of ``customers`` (codes)."""
     lines = snap.lines

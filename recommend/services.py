@@ -4,6 +4,7 @@ store what it produces. Services take sessions and never commit on their own exc
 long run commits chunk by chunk (documented below)."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,10 +148,10 @@ def score_merchant(sessions: sessionmaker[Session], merchant_id: int, *, clock, 
     snap = Snapshot.at(data.history.lines, data.history.catalog, _epoch(now), unpaid=sig.unpaid,
                        open_cart=sig.open_cart, basket_items=sig.basket_items)
     customers = np.arange(data.history.lines.n_customers, dtype=np.int32)
-    fallbacks: dict[str, int] = {}
+    fallbacks: Counter = Counter()
     total_rows = 0
     for result, rows in score_chunks(data.history, snap, customers, propensity=propensity, ranker=ranker,
-                                     horizon_days=horizon_days, k=k, fallbacks={}, chunk=chunk, progress=progress):
+                                     horizon_days=horizon_days, k=k, chunk=chunk, progress=progress):
         total_rows += rows
         db_customers = data.customer_db_ids[result.customers]
         with unit_of_work(sessions) as s:
@@ -168,15 +169,13 @@ def score_merchant(sessions: sessionmaker[Session], merchant_id: int, *, clock, 
                     {"merchant_id": merchant_id, "customer_id": int(db_customers[a]), "rank": int(b),
                      "product_id": int(data.product_db_ids[result.picks[a, b]]), "score": float(result.pick_scores[a, b]),
                      "source": str(result.pick_sources[a, b])} for a, b in zip(r, j)])
-        for fb in result.fallback:
-            if fb:
-                fallbacks[fb] = fallbacks.get(fb, 0) + 1
+        fallbacks.update(fb for fb in result.fallback if fb)
     with unit_of_work(sessions) as s:
         run = s.get(ScoringRun, run_id)
         run.finished_at = clock.now()
         run.customers = int(len(customers))
         run.candidate_rows = int(total_rows)
-        run.fallbacks = fallbacks
+        run.fallbacks = dict(fallbacks)
     return run
 
 
