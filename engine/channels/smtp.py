@@ -1,0 +1,171 @@
+"""Email over real SMTP, driven step by step so that we know which phase a failure hit.
+
+Why step by step (EHLO, MAIL, RCPT, DATA) instead of ``sendmail``: the dispatcher must tell
+"certainly not sent" (safe to retry) from "maybe sent" (flag for review). Only a failure after
+the DATA command was issued and before the server's final answer is "maybe sent": the server
+may already have queued the message when the connection broke. Everything earlier is a clean
+"not sent", and every explicit reply code is unambiguous whatever the phase.
+
+Mapping:
+- an explicit 5xx reply (refused recipient, rejected content, auth failure) -> failed_permanent
+- an explicit 4xx reply (greylisting, "try again later") -> failed_transient
+- connection refused / dropped / timed out before DATA -> failed_transient
+- connection dropped / timed out after DATA was issued -> unknown (never blindly resent)
+
+The message: multipart/alternative (text, then html when given), UTF-8 throughout so Chinese
+text survives, the headers it is given (e.g. List-Unsubscribe, List-Unsubscribe-Post from the
+message builder) copied unchanged, and a Message-ID derived from the send id so that a resend
+of the same send carries the same Message-ID and is recognisable as a duplicate.
+"""
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, parseaddr
+
+from engine.channels.base import OutboundMessage, SendResult
+from engine.core.clock import Clock, SystemClock
+
+# Headers the adapter sets itself; a caller-supplied copy would produce duplicates that some
+# receivers reject outright.
+_RESERVED = frozenset({"from", "to", "subject", "date", "message-id", "mime-version",
+                       "content-type", "content-transfer-encoding"})
+
+# RFC 5322's hard limit is 998 characters per line. Folding at the policy default (78) would
+# be legal, but a long unsubscribe URL has no place to fold, and we want caller headers to go
+# out byte-for-byte as given.
+_POLICY = SMTP_POLICY.clone(max_line_length=998)
+
+
+def message_id_for(send_id: str, from_address: str) -> str:
+    """``<send_id@sender-domain>``: stable per send, so a resend is recognisably the same."""
+    _, addr = parseaddr(from_address)
+    domain = addr.rpartition("@")[2] or "localhost"
+    return f"<{send_id}@{domain}>"
+
+
+def build_email(message: OutboundMessage, *, now_header: str) -> EmailMessage:
+    if message.channel != "email":
+        raise ValueError(f"SmtpChannel sends email, not {message.channel}")
+    msg = EmailMessage(policy=_POLICY)
+    msg["From"] = message.from_
+    msg["To"] = message.to
+    msg["Subject"] = message.subject or ""
+    msg["Date"] = now_header
+    msg["Message-ID"] = message_id_for(message.send_id, message.from_)
+    for name, value in message.headers.items():
+        if name.lower() in _RESERVED:
+            raise ValueError(f"header {name!r} is set by the SMTP adapter itself")
+        msg[name] = value
+    msg.set_content(message.text, charset="utf-8", cte=_cte(message.text))
+    if message.html is not None:
+        msg.add_alternative(message.html, subtype="html", charset="utf-8", cte=_cte(message.html))
+    return msg
+
+
+def _cte(body: str) -> str:
+    # 8-bit bodies need the server's 8BITMIME; base64 (compact for Chinese) or quoted-printable
+    # (readable for ASCII, and it wraps long lines) go through any server unchanged.
+    return "quoted-printable" if body.isascii() else "base64"
+
+
+def _by_code(code: int, text: str, *, in_data: bool) -> SendResult:
+    if 500 <= code <= 599:
+        return SendResult.permanent(f"smtp {code}: {text}")
+    if 400 <= code <= 499:
+        return SendResult.transient(f"smtp {code}: {text}")
+    # A reply outside 4xx/5xx where we wanted success is a broken server; treat it like a
+    # broken connection for the phase we are in.
+    if in_data:
+        return SendResult.unknown(f"smtp unexpected reply {code}: {text}")
+    return SendResult.transient(f"smtp unexpected reply {code}: {text}")
+
+
+def _reply_text(resp: bytes | str) -> str:
+    return resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+
+
+class SmtpChannel:
+    """Sends one email per connection (simple and failure-isolated; volume is modest)."""
+
+    safe_to_retry_unknown = False
+
+    def __init__(self, host: str, port: int, *, username: str | None = None,
+                 password: str | None = None, starttls: bool = False, timeout: float = 10,
+                 local_hostname: str | None = None, ssl_context: ssl.SSLContext | None = None,
+                 clock: Clock | None = None):
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.starttls = starttls
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self.ssl_context = ssl_context
+        self.clock = clock or SystemClock()
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        try:
+            email = build_email(message, now_header=format_datetime(self.clock.now(), usegmt=True))
+            payload = email.as_bytes(policy=_POLICY)
+            sender = parseaddr(message.from_)[1]
+            recipient = parseaddr(message.to)[1]
+            sender.encode("ascii")
+            recipient.encode("ascii")
+        except (ValueError, UnicodeEncodeError) as exc:
+            # A message we cannot even build will fail the same way every time.
+            return SendResult.permanent(f"cannot build email: {exc}")
+        if not recipient:
+            return SendResult.permanent(f"no recipient address in {message.to!r}")
+
+        smtp = smtplib.SMTP(timeout=self.timeout, local_hostname=self.local_hostname)
+        in_data = False
+        broken = False  # the connection failed under us: skip the courtesy QUIT
+        try:
+            smtp.connect(self.host, self.port)
+            smtp.ehlo_or_helo_if_needed()
+            if self.starttls:
+                smtp.starttls(context=self.ssl_context or ssl.create_default_context())
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self.password or "")
+            code, resp = smtp.mail(sender)
+            if code != 250:
+                return _by_code(code, _reply_text(resp), in_data=False)
+            code, resp = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                return _by_code(code, _reply_text(resp), in_data=False)
+            # From here until the final reply the server may have the message: any break is
+            # "unknown". smtplib.data raises SMTPDataError if DATA itself is refused (no 354).
+            in_data = True
+            code, resp = smtp.data(payload)
+            if code != 250:
+                return _by_code(code, _reply_text(resp), in_data=True)
+            return SendResult.accepted(message_id_for(message.send_id, message.from_))
+        except smtplib.SMTPResponseException as exc:
+            # An explicit reply (including refused DATA, refused greeting, failed AUTH) tells us
+            # the server did not take the message, whatever the phase.
+            return _by_code(exc.smtp_code, _reply_text(exc.smtp_error), in_data=False)
+        except smtplib.SMTPNotSupportedError as exc:
+            # e.g. STARTTLS required by our settings but not offered: a configuration problem.
+            return SendResult.permanent(f"smtp: {exc}")
+        except (smtplib.SMTPException, OSError) as exc:
+            # SMTPServerDisconnected, socket timeouts, refused or reset connections.
+            broken = True
+            what = f"smtp {type(exc).__name__}: {exc}"
+            return SendResult.unknown(what) if in_data else SendResult.transient(what)
+        finally:
+            self._close(smtp, polite=not broken)
+
+    @staticmethod
+    def _close(smtp: smtplib.SMTP, *, polite: bool) -> None:
+        # QUIT is a courtesy; a failing QUIT must never change the outcome we already know.
+        try:
+            if polite and smtp.sock is not None:
+                smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()
