@@ -16,7 +16,9 @@ CAMPAIGN_TRANSITIONS: dict[str, frozenset[str]] = {
 #            dispatch (opt-out arrived, order paid, cap reached). holdout and suppressed are final.
 SEND_TRANSITIONS: dict[str, frozenset[str]] = {
     "planned": frozenset({"sending", "suppressed"}),
-    "sending": frozenset({"sent", "failed", "review", "planned"}),  # planned: transient error, retry later
+    # planned: a transient error or an unknown outcome on an idempotent channel, retried later;
+    # suppressed: a control stopped it at dispatch time, before the channel was called
+    "sending": frozenset({"sent", "failed", "review", "planned", "suppressed"}),
     "sent": frozenset({"delivered", "failed"}),
     "review": frozenset({"sent", "failed"}),
     "delivered": frozenset(),

@@ -119,6 +119,9 @@ class Send(Base):
     coupon_code: Mapped[str | None] = mapped_column(String(40), index=True)
     provider_id: Mapped[str | None] = mapped_column(String(100))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The dispatcher's lease: a send left in 'sending' past its lease was caught mid-flight.
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

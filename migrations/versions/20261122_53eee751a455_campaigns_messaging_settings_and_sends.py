@@ -1,8 +1,8 @@
 """campaigns, messaging settings and sends
 
-Revision ID: 90a767db046f
+Revision ID: 53eee751a455
 Revises: 47fccd06be07
-Create Date: 2026-11-22 17:42:30.962716
+Create Date: 2026-11-22 17:45:19.744734
 """
 from typing import Sequence, Union
 
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = '90a767db046f'
+revision: str = '53eee751a455'
 down_revision: Union[str, None] = '47fccd06be07'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -94,6 +94,8 @@ def upgrade() -> None:
     sa.Column('coupon_code', sa.String(length=40), nullable=True),
     sa.Column('provider_id', sa.String(length=100), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('claimed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('claimed_by', sa.String(length=64), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),

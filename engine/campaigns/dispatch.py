@@ -1,0 +1,151 @@
+"""Dispatch: the outbox worker. Planning wrote the send rows; workers claim due rows, call the
+channel outside any transaction, and record what happened.
+
+    planned --claim--> sending --channel--> sent | failed | planned (transient: later) | review
+
+- Claiming is one UPDATE ... RETURNING over the due rows, with ``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL, so several workers never claim the same row (SQLite serialises writers itself).
+- Controls are checked again at dispatch time: an opt-out, a paid or cancelled order, or an order
+  since the cart changed stops the send (``suppressed`` with the reason), because planning may
+  have happened hours earlier.
+- A worker killed mid-flight leaves rows in ``sending``. ``recover_stuck`` finds them after their
+  lease: on a channel where resending is safe (the HTTP gateway dedupes on the send id) they go
+  back to ``planned``; on SMTP or Twilio, where it is not, they go to ``review``: never resent
+  blindly.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Protocol
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.campaigns.lifecycle import send_transition
+from engine.campaigns.models import Send
+from engine.campaigns.rules import consent_channel
+from engine.channels.base import (
+    ACCEPTED, FAILED_PERMANENT, FAILED_TRANSIENT, Channel, OutboundMessage, SendResult, backoff_delay,
+)
+from engine.commerce.models import Cart, Customer, Order
+from engine.core.clock import Clock
+from engine.core.db import unit_of_work
+
+MAX_ATTEMPTS = 5
+LEASE = timedelta(minutes=10)
+
+
+class MessageBuilder(Protocol):
+    def build(self, session: Session, send: Send) -> OutboundMessage:
+        """The rendered message for a send (deterministic: building twice gives the same)."""
+
+
+@dataclass
+class DispatchStats:
+    claimed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def claim_due(sessions: sessionmaker[Session], *, now: datetime, limit: int, worker: str) -> list[int]:
+    with unit_of_work(sessions) as s:
+        due = (select(Send.id).where(Send.status == "planned", Send.send_at <= now)
+               .order_by(Send.send_at, Send.id).limit(limit).with_for_update(skip_locked=True))
+        rows = s.execute(update(Send).where(Send.id.in_(due.scalar_subquery()), Send.status == "planned")
+                         .values(status="sending", claimed_at=now, claimed_by=worker, attempts=Send.attempts + 1,
+                                 updated_at=now).returning(Send.id))
+        return sorted(r[0] for r in rows)
+
+
+def exit_reason(session: Session, send: Send) -> str | None:
+    """Why a planned send must not go out any more, checked at dispatch time."""
+    customer = session.get(Customer, send.customer_id)
+    channel = consent_channel(send.channel)
+    if getattr(getattr(customer, f"{channel}_consent"), "value", getattr(customer, f"{channel}_consent")) != "opted_in":
+        return "opted_out"
+    if send.order_id is not None:
+        order = session.get(Order, send.order_id)
+        if order.paid_at is not None:
+            return "exited_order_paid"
+        if order.cancelled_at is not None:
+            return "exited_order_cancelled"
+    if send.cart_id is not None:
+        cart = session.get(Cart, send.cart_id)
+        ordered = session.scalar(select(exists().where(Order.merchant_id == cart.merchant_id, Order.customer_id == cart.customer_id,
+                                                       Order.placed_at >= cart.source_updated_at)))
+        if ordered:
+            return "exited_ordered"
+    return None
+
+
+def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel], builder: MessageBuilder, *,
+                  clock: Clock, worker: str, limit: int = 100, rng: random.Random | None = None,
+                  sleep: Callable[[float], None] | None = None) -> DispatchStats:
+    """Claim up to ``limit`` due sends and dispatch them, one transaction per step."""
+    rng = rng or random.Random()
+    stats = DispatchStats()
+    ids = claim_due(sessions, now=clock.now(), limit=limit, worker=worker)
+    stats.claimed = len(ids)
+    for send_id in ids:
+        with unit_of_work(sessions) as s:
+            send = s.get(Send, send_id)
+            reason = exit_reason(s, send)
+            if reason is not None:
+                send.status = send_transition("sending", "suppressed")  # stopped before the channel was called
+                send.reason = reason
+                send.updated_at = clock.now()
+                stats.add(f"suppressed:{reason}")
+                continue
+            message = builder.build(s, send)
+            channel_name = send.channel
+        channel = channels[channel_name]
+        result = channel.send(message)  # outside any transaction: never hold a lock over the network
+        with unit_of_work(sessions) as s:
+            send = s.get(Send, send_id)
+            stats.add(record_result(send, result, channel, now=clock.now(), rng=rng))
+    return stats
+
+
+def record_result(send: Send, result: SendResult, channel: Channel, *, now: datetime, rng: random.Random) -> str:
+    send.updated_at = now
+    send.last_error = result.error
+    if result.status == ACCEPTED:
+        send.status = send_transition("sending", "sent")
+        send.provider_id = result.provider_id
+        send.sent_at = now
+        return "sent"
+    if result.status == FAILED_PERMANENT:
+        send.status = send_transition("sending", "failed")
+        return "failed"
+    if result.status == FAILED_TRANSIENT and send.attempts < MAX_ATTEMPTS:
+        delay = result.retry_after_seconds or backoff_delay(send.attempts, base_delay=30, max_delay=3600, rng=rng)
+        send.status = send_transition("sending", "planned")
+        send.send_at = now + timedelta(seconds=delay)
+        return "retry_later"
+    if result.status == FAILED_TRANSIENT:
+        send.status = send_transition("sending", "failed")
+        return "failed"
+    # unknown: the message may have gone out
+    if channel.safe_to_retry_unknown and send.attempts < MAX_ATTEMPTS:
+        send.status = send_transition("sending", "planned")  # same send id: the gateway dedupes
+        return "retry_unknown"
+    send.status = send_transition("sending", "review")
+    return "review"
+
+
+def recover_stuck(sessions: sessionmaker[Session], channels: dict[str, Channel], *, now: datetime,
+                  lease: timedelta = LEASE) -> dict[str, int]:
+    """Sends left in 'sending' past their lease (their worker died mid-flight)."""
+    out = {"replanned": 0, "review": 0}
+    with unit_of_work(sessions) as s:
+        for send in s.scalars(select(Send).where(Send.status == "sending", Send.claimed_at < now - lease).with_for_update(skip_locked=True)):
+            safe = channels[send.channel].safe_to_retry_unknown if send.channel in channels else False
+            send.status = send_transition("sending", "planned" if safe else "review")
+            send.last_error = f"worker {send.claimed_by} stopped mid-flight (claimed {send.claimed_at.isoformat()})"
+            send.updated_at = now
+            out["replanned" if safe else "review"] += 1
+    return out
