@@ -147,6 +147,51 @@ def create_user_cmd(ctx, email, role, slug, password) -> None:
         _fail(str(exc))
 
 
+def build_channels(settings: Settings) -> dict:
+    """The real channel adapters, from settings: SMTP for email; the HTTP gateway for SMS and
+    MMS when one is configured."""
+    from engine.channels.http_gateway import HttpSmsGateway
+    from engine.channels.smtp import SmtpChannel
+
+    channels = {"email": SmtpChannel(settings.smtp_host, settings.smtp_port)}
+    if settings.sms_gateway_url:
+        gateway = HttpSmsGateway(settings.sms_gateway_url, settings.sms_gateway_key)
+        channels["sms"] = channels["mms"] = gateway
+    return channels
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One batch, then exit (default: keep going until stopped)")
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--idle-seconds", default=5.0, show_default=True, type=float, help="Pause when nothing is due")
+@click.option("--lease-seconds", default=600, show_default=True, type=click.IntRange(1),
+              help="A send left 'sending' this long was caught mid-flight by a dead worker")
+@click.pass_context
+def dispatch(ctx, once, batch, idle_seconds, lease_seconds) -> None:
+    """Send due messages (the outbox worker). Several may run at once."""
+    import os
+    import socket
+    import time
+    from datetime import timedelta
+
+    from engine.campaigns.compose import Composer
+    from engine.campaigns.dispatch import dispatch_once, recover_stuck
+
+    rt = _rt(ctx)
+    channels = build_channels(rt.settings)
+    composer = Composer(rt.settings.tracking_host, rt.settings.signing_secret.encode())
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    while True:
+        recover_stuck(rt.sessions, channels, now=rt.clock.now(), lease=timedelta(seconds=lease_seconds))
+        stats = dispatch_once(rt.sessions, channels, composer, clock=rt.clock, worker=worker, limit=batch)
+        if stats.claimed:
+            click.echo(f"{worker}: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items())))
+        if once:
+            return
+        if not stats.claimed:
+            time.sleep(idle_seconds)
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -32,6 +32,7 @@ from engine.channels.base import (
 from engine.commerce.models import Cart, Customer, Order
 from engine.core.clock import Clock
 from engine.core.db import unit_of_work
+from engine.core.errors import EngineError
 
 MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=10)
@@ -100,7 +101,15 @@ def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel],
                 send.updated_at = clock.now()
                 stats.add(f"suppressed:{reason}")
                 continue
-            message = builder.build(s, send)
+            try:
+                message = builder.build(s, send)
+            except (EngineError, ValueError) as exc:
+                # a template or configuration error: retrying cannot help; say what is wrong
+                send.status = send_transition("sending", "failed")
+                send.last_error = f"could not build the message: {exc}"
+                send.updated_at = clock.now()
+                stats.add("failed")
+                continue
             channel_name = send.channel
         channel = channels[channel_name]
         result = channel.send(message)  # outside any transaction: never hold a lock over the network

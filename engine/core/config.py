@@ -48,6 +48,15 @@ class Settings:
     import_chunk_rows: int = 5_000
     # Where trained models are written (LightGBM text files + metadata JSON).
     model_dir: str = str(DEFAULT_VAR_DIR / "models")
+    # Messages: the host of tracked links and unsubscribe links, and the secret that signs them
+    # (and derives coupon codes). The default secret is refused in production.
+    tracking_host: str = "127.0.0.1:8000"
+    signing_secret: str = "dev-only-signing-secret-change-me"
+    # Channels: SMTP for email, an HTTP gateway for SMS and MMS (unset: that channel is off).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    sms_gateway_url: str = ""
+    sms_gateway_key: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -63,6 +72,12 @@ class Settings:
             api_max_order_lines=_int(env, "API_MAX_ORDER_LINES", base.api_max_order_lines, minimum=1),
             import_chunk_rows=_int(env, "IMPORT_CHUNK_ROWS", base.import_chunk_rows, minimum=1),
             model_dir=env.get("MODEL_DIR") or base.model_dir,
+            tracking_host=env.get("TRACKING_HOST") or base.tracking_host,
+            signing_secret=env.get("SIGNING_SECRET") or base.signing_secret,
+            smtp_host=env.get("SMTP_HOST") or base.smtp_host,
+            smtp_port=_int(env, "SMTP_PORT", base.smtp_port, minimum=1),
+            sms_gateway_url=env.get("SMS_GATEWAY_URL") or base.sms_gateway_url,
+            sms_gateway_key=env.get("SMS_GATEWAY_KEY") or base.sms_gateway_key,
         )
         settings.check()
         return settings
@@ -72,6 +87,10 @@ class Settings:
             raise ConfigError(f"ENGINE_ENV must be development, test or production, got {self.environment!r}")
         if self.environment == "production" and self.secret_key == Settings.secret_key:
             raise ConfigError("SECRET_KEY must be set in production")
+        if self.environment == "production" and self.signing_secret == Settings.signing_secret:
+            raise ConfigError("SIGNING_SECRET must be set in production")
+        if len(self.signing_secret.encode()) < 16:
+            raise ConfigError("SIGNING_SECRET must be at least 16 bytes")
         if not (self.database_url.startswith("sqlite") or self.database_url.startswith("postgresql")):
             raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL, got {self.database_url!r}")
 
