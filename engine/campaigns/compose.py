@@ -31,7 +31,9 @@ class Composer:
         campaign = session.get(Campaign, send.campaign_id)
         customer = session.get(Customer, send.customer_id)
         merchant = session.get(Merchant, send.merchant_id)
-        settings = messaging_settings(session, merchant.id)
+        # one settings lookup per merchant per session (a dispatch batch builds in one session)
+        cache = session.info.setdefault("messaging_settings", {})
+        settings = cache.get(merchant.id) or cache.setdefault(merchant.id, messaging_settings(session, merchant.id))
         spec = campaign.templates.get(send.channel) or {}
         template = MessageTemplate(name=f"{campaign.public_id}/{send.channel}", channel=send.channel,
                                    subject=spec.get("subject"), text=spec.get("text"), html=spec.get("html"))

@@ -16,6 +16,7 @@ channel outside any transaction, and record what happened.
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Protocol
@@ -36,6 +37,10 @@ from engine.core.errors import EngineError
 
 MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=10)
+# Requests in flight to an idempotent provider. Against a real gateway's 50-200 ms latency more
+# would pay; against the in-process local gateway of the benchmark threads only fight over the
+# GIL (measured: 537 -> 165 msg/s), so it stays 1 until measured against a separate process.
+CONCURRENCY = 1
 
 
 class MessageBuilder(Protocol):
@@ -91,9 +96,10 @@ def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel],
     stats = DispatchStats()
     ids = claim_due(sessions, now=clock.now(), limit=limit, worker=worker)
     stats.claimed = len(ids)
-    for send_id in ids:
-        with unit_of_work(sessions) as s:
-            send = s.get(Send, send_id)
+    # One transaction checks and builds the whole batch (shared lookups stay in one session)...
+    ready: list[tuple[int, str, OutboundMessage]] = []
+    with unit_of_work(sessions) as s:
+        for send in s.scalars(select(Send).where(Send.id.in_(ids)).order_by(Send.id)) if ids else []:
             reason = exit_reason(s, send)
             if reason is not None:
                 send.status = send_transition("sending", "suppressed")  # stopped before the channel was called
@@ -110,12 +116,29 @@ def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel],
                 send.updated_at = clock.now()
                 stats.add("failed")
                 continue
-            channel_name = send.channel
-        channel = channels[channel_name]
-        result = channel.send(message)  # outside any transaction: never hold a lock over the network
+            ready.append((send.id, send.channel, message))
+    # ...then the messages go out, outside any transaction.
+    # Where resending is safe (the gateway dedupes on the send id) they go out concurrently and
+    # their results are recorded in one transaction: a crash before it only causes a harmless
+    # resend. Where it is not (SMTP, Twilio) each result is recorded the moment it is known, so a
+    # crash leaves at most one message in doubt (to review).
+    safe = [r for r in ready if channels[r[1]].safe_to_retry_unknown]
+    unsafe = [r for r in ready if not channels[r[1]].safe_to_retry_unknown]
+    if safe:
+        if CONCURRENCY > 1:
+            with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(safe))) as pool:
+                results = list(pool.map(lambda r: channels[r[1]].send(r[2]), safe))
+        else:
+            results = [channels[r[1]].send(r[2]) for r in safe]
         with unit_of_work(sessions) as s:
-            send = s.get(Send, send_id)
-            stats.add(record_result(send, result, channel, now=clock.now(), rng=rng))
+            by_id = {x.id: x for x in s.scalars(select(Send).where(Send.id.in_([r[0] for r in safe])))}
+            for (send_id, channel_name, _), result in zip(safe, results):
+                stats.add(record_result(by_id[send_id], result, channels[channel_name], now=clock.now(), rng=rng))
+    for send_id, channel_name, message in unsafe:
+        channel = channels[channel_name]
+        result = channel.send(message)
+        with unit_of_work(sessions) as s:
+            stats.add(record_result(s.get(Send, send_id), result, channel, now=clock.now(), rng=rng))
     return stats
 
 

@@ -18,6 +18,7 @@ What a template sees (nothing else; plain dicts and strings, never database rows
 """
 from __future__ import annotations
 
+import functools
 import operator
 import re
 import traceback
@@ -133,10 +134,16 @@ def _env(autoescape: bool) -> _Env:
 _HTML_ENV, _TEXT_ENV = _env(True), _env(False)
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(html: bool, source: str) -> jinja2.Template:
+    # Compiling is most of a render's cost and a campaign renders one template thousands of
+    # times; compiled templates are immutable and safe to share.
+    return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+
+
 def _render(template: MessageTemplate, part: str, source: str, ctx: dict[str, Any]) -> str:
-    env = _HTML_ENV if part == "html" else _TEXT_ENV
     try:
-        out = env.from_string(source).render(ctx)
+        out = _compiled(part == "html", source).render(ctx)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(template.name, part, exc.lineno, exc.message or str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - whatever a template does wrong (undefined, sandbox, 1/0, a filter's TypeError) is the template's error
