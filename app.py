@@ -160,6 +160,85 @@ def build_channels(settings: Settings) -> dict:
     return channels
 
 
+# ---------------------------------------------------------------- the one schedule table
+
+def _schedule() -> tuple:
+    """Every scheduled job, in one place. Run by ``app.py scheduler`` (one process), or one at a
+    time by ``app.py run-job NAME``."""
+    from engine.campaigns import jobs as campaign_jobs
+    from engine.campaigns.compose import Composer
+    from engine.core.scheduling import Job
+    from recommend.picker import StoredPicker
+
+    def plan_triggered(rt: Runtime) -> str:
+        return campaign_jobs.plan_campaigns(rt, StoredPicker(), kinds=campaign_jobs.TRIGGER_KINDS,
+                                            commission_rate_bp=rt.settings.default_commission_rate_bp)
+
+    def plan_daily(rt: Runtime) -> str:
+        return campaign_jobs.plan_campaigns(rt, StoredPicker(), kinds=campaign_jobs.DAILY_KINDS, local_hour_only=True,
+                                            commission_rate_bp=rt.settings.default_commission_rate_bp)
+
+    def dispatch(rt: Runtime) -> str:
+        return campaign_jobs.dispatch_due(rt, build_channels(rt.settings),
+                                          Composer(rt.settings.tracking_host, rt.settings.signing_secret.encode()))
+
+    def score_all(rt: Runtime) -> str:
+        from sqlalchemy import select
+
+        from engine.core.clock import FrozenClock
+        from engine.tenancy.models import Merchant
+        from recommend.services import score_merchant
+
+        with unit_of_work(rt.sessions) as s:
+            ids = s.scalars(select(Merchant.id).order_by(Merchant.id)).all()
+        for mid in ids:
+            score_merchant(rt.sessions, mid, clock=FrozenClock(rt.clock.now()))
+        return f"scored {len(ids)} merchant(s)"
+
+    return (
+        Job("plan_triggered_campaigns", plan_triggered, "interval", {"minutes": 1},
+            "unpaid-order reminders and abandoned carts: scan for due triggers every minute"),
+        Job("plan_daily_campaigns", plan_daily, "cron", {"minute": 0},
+            "low-frequency repurchase: hourly, each campaign plans at its merchant's local hour"),
+        Job("dispatch_due_sends", dispatch, "interval", {"seconds": 10}, "send due messages (the outbox)"),
+        Job("score_all_merchants", score_all, "cron", {"hour": 3, "minute": 15},
+            "nightly batch scoring: propensity and picks for every merchant"),
+    )
+
+
+@cli.command("jobs")
+def jobs_cmd() -> None:
+    """List the schedule table."""
+    for job in _schedule():
+        args = ", ".join(f"{k}={v}" for k, v in job.trigger_args.items())
+        click.echo(f"{job.name:<26} {job.trigger:<8} {args:<22} {job.description}")
+
+
+@cli.command("run-job")
+@click.argument("name")
+@click.pass_context
+def run_job_cmd(ctx, name: str) -> None:
+    """Run one scheduled job once, now."""
+    from engine.core.scheduling import run_job
+
+    table = {job.name: job for job in _schedule()}
+    if name not in table:
+        _fail(f"no job {name!r}; the jobs are: {', '.join(table)}")
+    run = run_job(table[name], _rt(ctx))
+    click.echo(f"{name}: {run.summary}")
+
+
+@cli.command()
+@click.pass_context
+def scheduler(ctx) -> None:
+    """Run the schedule table (one process; never inside web workers)."""
+    from engine.core.scheduling import build_scheduler
+
+    sched = build_scheduler(_schedule(), _rt(ctx))
+    click.echo("scheduler started; jobs: " + ", ".join(j.id for j in sched.get_jobs()))
+    sched.start()
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="One batch, then exit (default: keep going until stopped)")
 @click.option("--batch", default=200, show_default=True, type=click.IntRange(1, 10_000))

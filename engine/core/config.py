@@ -57,6 +57,9 @@ class Settings:
     smtp_port: int = 8025
     sms_gateway_url: str = ""
     sms_gateway_key: str = ""
+    # The commission rate planning uses in its expected-value test until per-merchant contracts
+    # exist (issue #6); never above the platform cap of 8.00%.
+    default_commission_rate_bp: int = 800
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -78,6 +81,7 @@ class Settings:
             smtp_port=_int(env, "SMTP_PORT", base.smtp_port, minimum=1),
             sms_gateway_url=env.get("SMS_GATEWAY_URL") or base.sms_gateway_url,
             sms_gateway_key=env.get("SMS_GATEWAY_KEY") or base.sms_gateway_key,
+            default_commission_rate_bp=_int(env, "DEFAULT_COMMISSION_RATE_BP", base.default_commission_rate_bp),
         )
         settings.check()
         return settings
@@ -89,6 +93,8 @@ class Settings:
             raise ConfigError("SECRET_KEY must be set in production")
         if self.environment == "production" and self.signing_secret == Settings.signing_secret:
             raise ConfigError("SIGNING_SECRET must be set in production")
+        if not 0 <= self.default_commission_rate_bp <= 800:
+            raise ConfigError("DEFAULT_COMMISSION_RATE_BP must be between 0 and 800 (the 8.00% platform cap)")
         if len(self.signing_secret.encode()) < 16:
             raise ConfigError("SIGNING_SECRET must be at least 16 bytes")
         if not (self.database_url.startswith("sqlite") or self.database_url.startswith("postgresql")):

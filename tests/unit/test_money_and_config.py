@@ -43,6 +43,10 @@ def test_settings_from_env_and_errors_name_the_variable():
         Settings.from_env({"ENGINE_ENV": "production"})
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         Settings.from_env({"DATABASE_URL": "mysql://x"})
+    with pytest.raises(ConfigError, match="platform cap"):
+        Settings.from_env({"DEFAULT_COMMISSION_RATE_BP": "801"})
+    with pytest.raises(ConfigError, match="SIGNING_SECRET"):
+        Settings.from_env({"SIGNING_SECRET": "short"})
 
 
 def test_frozen_clock_refuses_naive_and_moves_on_demand():
