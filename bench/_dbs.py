@@ -16,6 +16,12 @@ from engine.core.migrate import upgrade_to_head
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    engine.dispose()
+
+
 @contextmanager
 def fresh_database(kind: str):
     """Yield the URL of an empty, migrated database of ``kind`` ('sqlite' or 'postgresql')."""
@@ -23,9 +29,7 @@ def fresh_database(kind: str):
         path = PROJECT_ROOT / "var" / "bench" / f"bench-{uuid.uuid4().hex[:8]}.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{path}"
-        engine = make_engine(url)
-        upgrade_to_head(engine)
-        engine.dispose()
+        _migrate(url)
         try:
             yield url
         finally:
@@ -37,10 +41,8 @@ def fresh_database(kind: str):
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options={quote(f'-csearch_path={schema}')}"
-    engine = make_engine(url)
-    upgrade_to_head(engine)
-    engine.dispose()
     try:
+        _migrate(url)
         yield url
     finally:
         with admin.begin() as conn:

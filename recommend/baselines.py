@@ -94,14 +94,20 @@ def global_popularity(lines_before: Lines, cutoff: int, catalog: Catalog, custom
     return out
 
 
+def _output_rows(cust: np.ndarray, rows: np.ndarray, n_customers: int) -> np.ndarray:
+    """For each customer code in ``cust``, its row in the output (the position of the customer
+    in ``rows``), or -1 for customers not being scored."""
+    row_of = np.full(n_customers, -1, dtype=np.int64)
+    row_of[rows] = np.arange(len(rows))
+    return row_of[cust]
+
+
 def p_pop_counts(lines_before: Lines, cutoff: int, customers=None) -> sp.csr_matrix:
     """CSR (len(customers) x n_items): the number of the customer's baskets holding each item."""
     lines = lines_before.before(cutoff)
     rows = _rows(customers, lines.n_customers)
     cust, item, counts, _ = _customer_items(lines)
-    row_of = np.full(lines.n_customers, -1, dtype=np.int64)
-    row_of[rows] = np.arange(len(rows))
-    r = row_of[cust]
+    r = _output_rows(cust, rows, lines.n_customers)
     keep = r >= 0
     return sp.csr_matrix((counts[keep].astype(np.float64), (r[keep], item[keep])), shape=(len(rows), lines.n_items))
 
@@ -112,9 +118,7 @@ def p_pop(lines_before: Lines, cutoff: int, catalog: Catalog, customers, k: int)
     lines = lines_before.before(cutoff)
     rows = _rows(customers, lines.n_customers)
     cust, item, counts, last_ts = _customer_items(lines)
-    row_of = np.full(lines.n_customers, -1, dtype=np.int64)
-    row_of[rows] = np.arange(len(rows))
-    r = row_of[cust]
+    r = _output_rows(cust, rows, lines.n_customers)
     keep = (r >= 0) & catalog.recommendable[item]
     r, item, counts, last_ts = r[keep], item[keep], counts[keep], last_ts[keep]
     return _fill_rows(len(rows), k, r, (item, -last_ts, -counts, r), item)
