@@ -19,7 +19,10 @@ from engine.core.clock import FrozenClock
 from engine.core.config import Settings
 from engine.core.db import Base, make_engine, make_session_factory
 from engine.core.migrate import upgrade_to_head
-import engine.models  # noqa: F401  (complete metadata for truncation)
+import attribution.models  # noqa: F401  (complete metadata for truncation)
+import billing.models  # noqa: F401
+import engine.models  # noqa: F401
+import recommend.models  # noqa: F401
 
 DATABASES = [d.strip() for d in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

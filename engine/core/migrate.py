@@ -21,4 +21,6 @@ def upgrade_to_head(engine: Engine) -> None:
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        # "heads": packages may add migrations on branches of their own (merged later); upgrading
+        # to every head keeps them all applied.
+        command.upgrade(cfg, "heads")
