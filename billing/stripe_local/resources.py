@@ -26,7 +26,6 @@ def create_customer(store: Store, params: dict) -> dict:
                              "rendering_options": None},
         "livemode": False, "metadata": metadata(params), "next_invoice_sequence": 1,
         "preferred_locales": [], "shipping": None, "tax_exempt": "none", "test_clock": None,
-        "customer_account": None,
     })
     for field in CUSTOMER_FIELDS:
         obj[field] = as_str(params, field)

@@ -72,6 +72,7 @@ ROUTES = _routes()
 class Fault:
     """What the next matching request gets instead of its normal answer.
 
+    ``path_contains`` is a regular expression searched in the path (a plain substring works).
     ``after=False``: answered with ``status`` before anything runs (nothing saved: a retry with
     the same key runs for real). ``after=True``: the request runs and its result is saved under
     its idempotency key, then the connection is closed with no answer - a response lost on the
@@ -86,7 +87,7 @@ class Fault:
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (
-            self.path_contains is None or self.path_contains in path)
+            self.path_contains is None or re.search(self.path_contains, path) is not None)
 
 
 @dataclass
