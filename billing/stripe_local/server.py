@@ -8,6 +8,7 @@ validation errors save nothing; keys expire after 24 hours.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -162,7 +163,14 @@ class Api:
 
     # --- pieces -----------------------------------------------------------------------------
     def _authenticate(self, header: str | None) -> str:
-        token = header[7:].strip() if header and header.startswith("Bearer ") else None
+        token = None
+        if header and header.startswith("Bearer "):
+            token = header[7:].strip()
+        elif header and header.startswith("Basic "):  # curl -u sk_test_...: as Stripe accepts
+            try:
+                token = base64.b64decode(header[6:]).decode().split(":", 1)[0]
+            except (ValueError, UnicodeDecodeError):
+                token = None
         if not token:
             raise StripeApiError(401, "invalid_request_error",
                                  "You did not provide an API key. You need to provide your API key in the "
