@@ -25,7 +25,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.campaigns.lifecycle import send_transition
-from engine.campaigns.models import Send
+from engine.campaigns.models import Campaign, Send
 from engine.campaigns.rules import consent_channel
 from engine.channels.base import (
     ACCEPTED, FAILED_PERMANENT, FAILED_TRANSIENT, Channel, OutboundMessage, SendResult, backoff_delay,
@@ -67,22 +67,27 @@ def claim_due(sessions: sessionmaker[Session], *, now: datetime, limit: int, wor
         return sorted(r[0] for r in rows)
 
 
-def exit_reason(session: Session, send: Send) -> str | None:
-    """Why a planned send must not go out any more, checked at dispatch time."""
+def exit_reason(session: Session, send: Send, now: datetime | None = None) -> str | None:
+    """Why a planned send must not go out any more, checked at dispatch time. With ``now``
+    (the dispatcher's clock), facts are read as of then: a replay has tomorrow's payments loaded."""
+    campaign = session.get(Campaign, send.campaign_id)  # one lookup per campaign per batch (identity map)
+    if campaign.status in ("paused", "ended"):
+        return f"campaign_{campaign.status}"
     customer = session.get(Customer, send.customer_id)
     channel = consent_channel(send.channel)
     if getattr(getattr(customer, f"{channel}_consent"), "value", getattr(customer, f"{channel}_consent")) != "opted_in":
         return "opted_out"
     if send.order_id is not None:
         order = session.get(Order, send.order_id)
-        if order.paid_at is not None:
+        if order.paid_at is not None and (now is None or order.paid_at <= now):
             return "exited_order_paid"
-        if order.cancelled_at is not None:
+        if order.cancelled_at is not None and (now is None or order.cancelled_at <= now):
             return "exited_order_cancelled"
     if send.cart_id is not None:
         cart = session.get(Cart, send.cart_id)
         ordered = session.scalar(select(exists().where(Order.merchant_id == cart.merchant_id, Order.customer_id == cart.customer_id,
-                                                       Order.placed_at >= cart.source_updated_at)))
+                                                       Order.placed_at >= cart.source_updated_at,
+                                                       Order.placed_at <= (now or Order.placed_at))))
         if ordered:
             return "exited_ordered"
     return None
@@ -100,7 +105,7 @@ def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel],
     ready: list[tuple[int, str, OutboundMessage]] = []
     with unit_of_work(sessions) as s:
         for send in s.scalars(select(Send).where(Send.id.in_(ids)).order_by(Send.id)) if ids else []:
-            reason = exit_reason(s, send)
+            reason = exit_reason(s, send, clock.now())
             if reason is not None:
                 send.status = send_transition("sending", "suppressed")  # stopped before the channel was called
                 send.reason = reason

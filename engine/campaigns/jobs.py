@@ -8,14 +8,13 @@ from sqlalchemy import select
 
 from engine.campaigns.dispatch import dispatch_once, recover_stuck
 from engine.campaigns.models import Campaign
-from engine.campaigns.planning import plan_campaign
+from engine.campaigns.planning import DAILY_KINDS, TRIGGER_KINDS, plan_campaign
 from engine.core.db import unit_of_work
 from engine.core.runtime import Runtime
 from engine.picking import ProductPicker
 from engine.tenancy.models import Merchant
 
-TRIGGER_KINDS = ("unpaid_order", "abandoned_cart")
-DAILY_KINDS = ("low_frequency",)
+__all__ = ["DAILY_KINDS", "TRIGGER_KINDS", "dispatch_due", "plan_campaigns"]
 
 
 def plan_campaigns(rt: Runtime, picker: ProductPicker, *, kinds: tuple[str, ...], commission_rate_bp: int,

@@ -1,17 +1,26 @@
 """Plan a campaign run: targets -> decisions -> send rows (planned, holdout or suppressed with
 its reason). Idempotent: the (campaign, customer, trigger) unique key means a target already
 decided is skipped, so running the planner twice plans nothing twice. The entry point owns the
-transaction; dispatch (a separate job) sends the planned rows."""
+transaction; dispatch (a separate job) sends the planned rows.
+
+Deciding and writing are separate: ``decide_campaign`` reads and decides, writing nothing (the
+campaign console's audience preview calls it); ``write_plan`` inserts the decided rows in bulk;
+``plan_campaign`` is both. So a preview is exactly what planning would write at that moment.
+
+Speed (``bench/planning.py``): every read is set-based and chunked (SQLite allows 32,766 bound
+parameters a statement), the decisions are pure functions, and the sends are one bulk INSERT,
+never an ORM object and a flush per row.
+"""
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from engine.campaigns.audiences import targets_for
+from engine.campaigns.audiences import Target, targets_for
 from engine.campaigns.models import Campaign, MessagingSettings, Send
 from engine.campaigns.rules import Caps, Candidate, ChannelOffer, Outcome, Policy, QuietHours, decide, expected_commission_micro
 from engine.commerce.models import Customer
@@ -20,6 +29,9 @@ from engine.picking import ProductPicker
 from engine.tenancy.models import Merchant
 
 ACTIVE_SEND_STATUSES = ("planned", "sending", "sent", "delivered", "review")
+CHUNK = 10_000          # ids per statement: under SQLite's 32,766 parameters, few round trips
+TRIGGER_KINDS = ("unpaid_order", "abandoned_cart", "broadcast")   # scanned every minute
+DAILY_KINDS = ("low_frequency", "replenishment", "win_back")      # once a day, at a local hour
 
 
 @dataclass
@@ -28,6 +40,15 @@ class PlanSummary:
     targets: int = 0
     already_decided: int = 0
     outcomes: Counter = field(default_factory=Counter)   # "planned", "holdout", "suppressed:<reason>"
+    channels: Counter = field(default_factory=Counter)   # planned sends per channel
+    expected_commission_micro: int = 0                   # of the planned sends (micro minor units)
+    cost: int = 0                                        # of the planned sends (minor units)
+
+
+@dataclass
+class PlanDecisions:
+    summary: PlanSummary
+    rows: list[dict] = field(default_factory=list)       # send rows, ready for ``write_plan``
 
 
 def messaging_settings(session: Session, merchant_id: int) -> MessagingSettings:
@@ -56,45 +77,84 @@ def channel_offers(campaign: Campaign, settings: MessagingSettings) -> list[Chan
     return offers
 
 
+def broadcast_due(session: Session, campaign: Campaign, now: datetime) -> bool:
+    """A broadcast is planned once, by the first trigger scan at or after ``schedule.send_at``
+    and within ``late_hours`` (default 24) of it: a scheduler down longer than that does not
+    send a stale holiday message. Once any send of it exists it has been planned."""
+    at = datetime.fromisoformat(str(campaign.schedule["send_at"]).replace("Z", "+00:00"))
+    if not at <= now < at + timedelta(hours=int(campaign.schedule.get("late_hours", 24))):
+        return False
+    return session.scalar(select(Send.id).where(Send.campaign_id == campaign.id).limit(1)) is None
+
+
 def plan_campaign(session: Session, campaign: Campaign, *, now: datetime, picker: ProductPicker,
                   commission_rate_bp: int, picks_per_message: int = 3) -> PlanSummary:
-    summary = PlanSummary(campaign.public_id)
+    """Decide and write, for an active campaign whose time has come."""
     if campaign.status != "active":
-        return summary
+        return PlanSummary(campaign.public_id)
+    if campaign.kind == "broadcast" and not broadcast_due(session, campaign, now):
+        return PlanSummary(campaign.public_id)
+    decided = decide_campaign(session, campaign, now=now, picker=picker, commission_rate_bp=commission_rate_bp,
+                              picks_per_message=picks_per_message)
+    write_plan(session, decided.rows)
+    return decided.summary
+
+
+def write_plan(session: Session, rows: list[dict]) -> None:
+    """One bulk INSERT of the decided sends (each gets its public id here)."""
+    for part in range(0, len(rows), CHUNK):
+        chunk = rows[part:part + CHUNK]
+        session.execute(insert(Send), [{**r, "public_id": new_public_id("snd")} for r in chunk])
+
+
+def decide_campaign(session: Session, campaign: Campaign, *, now: datetime, picker: ProductPicker,
+                    commission_rate_bp: int, picks_per_message: int = 3) -> PlanDecisions:
+    """Every decision of a run, in memory; writes nothing. Whatever the campaign's status or
+    schedule: the caller decides whether it is time (``plan_campaign``) or a preview."""
+    out = PlanDecisions(PlanSummary(campaign.public_id))
+    summary = out.summary
     merchant = session.get(Merchant, campaign.merchant_id)
     settings = messaging_settings(session, merchant.id)
     targets = targets_for(session, campaign, now, merchant.timezone)
     summary.targets = len(targets)
-    decided = set(session.execute(select(Send.customer_id, Send.trigger_key).where(Send.campaign_id == campaign.id)).all())
-    targets = [t for t in targets if (t.customer_id, t.trigger_key) not in decided]
+    if campaign.id is not None:
+        decided = set(session.execute(select(Send.customer_id, Send.trigger_key).where(Send.campaign_id == campaign.id)).all())
+        targets = [t for t in targets if (t.customer_id, t.trigger_key) not in decided]
     summary.already_decided = summary.targets - len(targets)
     if not targets:
-        return summary
+        return out
     ids = sorted({t.customer_id for t in targets})
-    customers = {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(ids)))}
-    outlook = picker.outlook(session, merchant.id, ids, now=now)
-    picks = picker.picks(session, merchant.id, ids, picks_per_message, now=now)
+    customers, outlook, picks = {}, {}, {}
+    for part in range(0, len(ids), CHUNK):
+        chunk = ids[part:part + CHUNK]
+        for row in session.execute(select(Customer.id, Customer.external_id, Customer.timezone, Customer.email_consent,
+                                          Customer.sms_consent, Customer.email.is_not(None), Customer.phone.is_not(None))
+                                   .where(Customer.merchant_id == merchant.id, Customer.id.in_(chunk))):
+            customers[row[0]] = row
+        outlook.update(picker.outlook(session, merchant.id, chunk, now=now))
+        picks.update(picker.picks(session, merchant.id, chunk, picks_per_message, now=now))
+    wanted = set(ids)
     previous: dict[int, list[datetime]] = {}
     for cid, at in session.execute(select(Send.customer_id, Send.send_at).where(
-            Send.merchant_id == merchant.id, Send.customer_id.in_(ids), Send.status.in_(ACTIVE_SEND_STATUSES),
-            Send.send_at > now - timedelta(days=7))):
-        previous.setdefault(cid, []).append(at)
+            Send.merchant_id == merchant.id, Send.status.in_(ACTIVE_SEND_STATUSES), Send.send_at > now - timedelta(days=7))):
+        if cid in wanted:
+            previous.setdefault(cid, []).append(at)
     offers = channel_offers(campaign, settings)
     policy = Policy(campaign.public_id, holdout_bp=campaign.holdout_bp, commission_rate_bp=commission_rate_bp,
                     quiet=QuietHours(settings.quiet_start, settings.quiet_end),
                     caps=Caps(settings.cap_per_day, settings.cap_per_week))
     sent_today, spent_today = _today(session, campaign, now)
 
-    def value(t):  # best expected value first, so a budget goes to the best targets
+    def value(t: Target):  # best expected value first, so a budget goes to the best targets
         o = outlook[t.customer_id]
         return -int(o.p_purchase * 1_000_000) * o.expected_order_value
     for t in sorted(targets, key=value):
-        c = customers[t.customer_id]
+        _, ext, tz, email_consent, sms_consent, has_email, has_phone = customers[t.customer_id]
         o = outlook[t.customer_id]
         cand = Candidate(
-            customer_key=c.external_id, timezone=c.timezone or merchant.timezone,
-            consent={"email": _v(c.email_consent), "sms": _v(c.sms_consent)},
-            addresses={"email": bool(c.email), "sms": bool(c.phone), "mms": bool(c.phone)},
+            customer_key=ext, timezone=tz or merchant.timezone,
+            consent={"email": _v(email_consent), "sms": _v(sms_consent)},
+            addresses={"email": bool(has_email), "sms": bool(has_phone), "mms": bool(has_phone)},
             p_ppm=int(round(o.p_purchase * 1_000_000)), order_value_minor=o.expected_order_value,
             previous_sends=tuple(previous.get(t.customer_id, ())))
         d = decide(cand, offers, policy, planned_at=now)
@@ -102,22 +162,35 @@ def plan_campaign(session: Session, campaign: Campaign, *, now: datetime, picker
         reason = d.reason.value if d.outcome == Outcome.SUPPRESSED else None
         if status == "planned" and not _within_budget(campaign, sent_today, spent_today, d.cost_minor):
             status, reason = "suppressed", "budget_exhausted"
+        # decided before a channel was chosen: record the channel-neutral expectation, to explain it
+        expected = d.expected_commission_micro or expected_commission_micro(
+            cand.p_ppm, 10_000, o.expected_order_value, commission_rate_bp)
         if status == "planned":
             sent_today += 1
             spent_today += d.cost_minor
             previous.setdefault(t.customer_id, []).append(d.send_at)
-        session.add(Send(
-            public_id=new_public_id("snd"), merchant_id=merchant.id, campaign_id=campaign.id, customer_id=t.customer_id,
+            summary.channels[d.channel] += 1
+            summary.expected_commission_micro += expected
+            summary.cost += d.cost_minor
+        out.rows.append(dict(
+            merchant_id=merchant.id, campaign_id=campaign.id, customer_id=t.customer_id,
             trigger_key=t.trigger_key, order_id=t.order_id, cart_id=t.cart_id, status=status, reason=reason,
             channel=d.channel, planned_at=now, send_at=d.send_at if status == "planned" else None,
-            p_ppm=cand.p_ppm, order_value=o.expected_order_value, commission_rate_bp=commission_rate_bp, cost=d.cost_minor,
-            # decided before a channel was chosen: record the channel-neutral expectation, to explain it
-            expected_commission_micro=d.expected_commission_micro or expected_commission_micro(
-                cand.p_ppm, 10_000, o.expected_order_value, commission_rate_bp),
-            picks=[p.product_id for p in picks.get(t.customer_id, [])], created_at=now, updated_at=now))
+            p_ppm=cand.p_ppm, order_value=o.expected_order_value, commission_rate_bp=commission_rate_bp,
+            cost=d.cost_minor, expected_commission_micro=expected,
+            picks=_picks(t, picks.get(t.customer_id, []), picks_per_message), attempts=0,
+            created_at=now, updated_at=now))
         summary.outcomes[status if status != "suppressed" else f"suppressed:{reason}"] += 1
-    session.flush()
-    return summary
+    return out
+
+
+def _picks(t: Target, picks, k: int) -> list[int]:
+    """The recommender's picks; a replenishment's due product first (it is the reason for the
+    message), the others after it."""
+    ids = [p.product_id for p in picks]
+    if t.product_id is None:
+        return ids[:k]
+    return ([t.product_id] + [p for p in ids if p != t.product_id])[:k]
 
 
 def _v(value) -> str:
@@ -125,6 +198,8 @@ def _v(value) -> str:
 
 
 def _today(session: Session, campaign: Campaign, now: datetime) -> tuple[int, int]:
+    if campaign.id is None:
+        return 0, 0
     since = now - timedelta(hours=24)
     row = session.execute(select(func.count(), func.coalesce(func.sum(Send.cost), 0)).where(
         Send.campaign_id == campaign.id, Send.status.in_(ACTIVE_SEND_STATUSES), Send.planned_at > since)).one()

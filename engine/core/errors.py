@@ -44,3 +44,12 @@ class BatchRejected(EngineError):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__(f"{len(problems)} problem(s) in batch; nothing was written")
+
+
+class ValidationFailed(EngineError):
+    """Input refused: every problem at once, each as (field, reason), so a form can show them
+    all beside their fields."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{f}: {r}" if f else r for f, r in self.problems) or "invalid input")
