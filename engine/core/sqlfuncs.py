@@ -1,0 +1,43 @@
+"""SQL expressions that mean the same on SQLite and PostgreSQL.
+
+``epoch_ms``: a UTC timestamp column as integer milliseconds since the epoch, computed by the
+database, so that bulk readers (attribution reads millions of send times) get plain integers
+instead of building a Python datetime per value. Both databases round to the millisecond
+(SQLite's own date arithmetic keeps milliseconds, rounded; PostgreSQL is told to round).
+
+``among``: ``column IN values``, as ``= ANY(array)`` on PostgreSQL (one parameter, a plan that
+does not depend on the list's length).
+"""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+
+class epoch_ms(FunctionElement):  # noqa: N801 - reads like the SQL function it stands for
+    type = BigInteger()
+    inherit_cache = True
+    name = "epoch_ms"
+
+
+@compiles(epoch_ms, "postgresql")
+def _epoch_ms_pg(element, compiler, **kw):
+    (arg,) = list(element.clauses)
+    return f"CAST(ROUND(EXTRACT(EPOCH FROM {compiler.process(arg, **kw)}) * 1000) AS BIGINT)"
+
+
+@compiles(epoch_ms, "sqlite")
+def _epoch_ms_sqlite(element, compiler, **kw):
+    (arg,) = list(element.clauses)
+    x = compiler.process(arg, **kw)
+    # %s: whole seconds; %f: "SS.SSS", whose last three digits are the milliseconds.
+    return f"(CAST(strftime('%s', {x}) AS INTEGER) * 1000 + CAST(substr(strftime('%f', {x}), 4, 3) AS INTEGER))"
+
+
+def among(session_or_bind, column, values: list, name: str = "values"):
+    bind = session_or_bind.get_bind() if hasattr(session_or_bind, "get_bind") else session_or_bind
+    if bind.dialect.name == "postgresql":
+        return column == any_(bindparam(name, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
