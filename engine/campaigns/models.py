@@ -93,6 +93,8 @@ class Send(Base):
         CheckConstraint("cost >= 0", name="cost_nonneg"),
         Index("ix_sends_customer_send_at", "merchant_id", "customer_id", "send_at"),
         Index("ix_sends_due", "status", "send_at"),
+        # attribution reads what changed since its last run
+        Index("ix_sends_merchant_updated", "merchant_id", "updated_at"),
     )
 
     id: Mapped[int] = pk()

@@ -159,6 +159,8 @@ class Order(Base):
         CheckConstraint("refunded_amount = 0 OR paid_at IS NOT NULL", name="refunds_only_when_paid"),
         Index("ix_orders_merchant_customer_placed", "merchant_id", "customer_id", "placed_at"),
         Index("ix_orders_merchant_paid", "merchant_id", "paid_at"),
+        # attribution reads what changed since its last run
+        Index("ix_orders_merchant_updated", "merchant_id", "updated_at"),
     )
 
     id: Mapped[int] = pk()
