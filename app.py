@@ -39,6 +39,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     from engine.ingest.web.api import bp as api_bp
     app.register_blueprint(api_bp)
 
+    # Public endpoints: the click redirect (/c/), one-click unsubscribe (/u/), provider webhooks
+    # (/webhooks/). They are authenticated by signed tokens or provider signatures, never by a
+    # browser session, and their callers (RFC 8058 mail clients, SMS providers) carry no CSRF
+    # token: CSRF-exempt by nature (engine/core/web/roles.py CSRF_EXEMPT_PREFIXES).
+    from attribution.tracking import bp as tracking_bp
+    from engine.messages.web import bp as unsubscribe_bp
+    from engine.webhooks.web import bp as webhooks_bp
+    for public_bp in (tracking_bp, unsubscribe_bp, webhooks_bp):
+        app.register_blueprint(public_bp)
+
     @app.get("/healthz")
     def healthz():
         return {"status": "ok"}

@@ -4,3 +4,4 @@ from engine.campaigns import models as campaign_models  # noqa: F401
 from engine.ingest import models as ingest_models  # noqa: F401
 from engine.ops import models as ops_models  # noqa: F401
 from engine.tenancy import models as tenancy_models  # noqa: F401
+from engine.webhooks import models as webhook_models  # noqa: F401

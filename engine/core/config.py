@@ -57,6 +57,14 @@ class Settings:
     smtp_port: int = 8025
     sms_gateway_url: str = ""
     sms_gateway_key: str = ""
+    # Webhooks (engine/webhooks): the secret the HTTP gateway signs its webhooks with (empty: its
+    # webhooks are refused; the default is refused in production), Twilio's auth token (empty:
+    # Twilio webhooks are refused), and the public base URL providers call, e.g.
+    # https://hooks.example.com (Twilio signs the full URL it called; empty: the URL of the request
+    # as this server received it, right only without a rewriting proxy in front).
+    sms_gateway_webhook_secret: str = "dev-only-gateway-webhook-secret"
+    twilio_auth_token: str = ""
+    public_base_url: str = ""
     # The commission rate planning uses in its expected-value test until per-merchant contracts
     # exist (issue #6); never above the platform cap of 8.00%.
     default_commission_rate_bp: int = 800
@@ -81,6 +89,10 @@ class Settings:
             smtp_port=_int(env, "SMTP_PORT", base.smtp_port, minimum=1),
             sms_gateway_url=env.get("SMS_GATEWAY_URL") or base.sms_gateway_url,
             sms_gateway_key=env.get("SMS_GATEWAY_KEY") or base.sms_gateway_key,
+            # set but empty turns the gateway's webhooks off, hence get() with a default, not "or"
+            sms_gateway_webhook_secret=env.get("SMS_GATEWAY_WEBHOOK_SECRET", base.sms_gateway_webhook_secret),
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or base.twilio_auth_token,
+            public_base_url=env.get("PUBLIC_BASE_URL") or base.public_base_url,
             default_commission_rate_bp=_int(env, "DEFAULT_COMMISSION_RATE_BP", base.default_commission_rate_bp),
         )
         settings.check()
@@ -95,6 +107,10 @@ class Settings:
             raise ConfigError("SIGNING_SECRET must be set in production")
         if not 0 <= self.default_commission_rate_bp <= 800:
             raise ConfigError("DEFAULT_COMMISSION_RATE_BP must be between 0 and 800 (the 8.00% platform cap)")
+        if self.environment == "production" and self.sms_gateway_webhook_secret == Settings.sms_gateway_webhook_secret:
+            raise ConfigError("SMS_GATEWAY_WEBHOOK_SECRET must be set in production (empty turns the gateway's webhooks off)")
+        if self.public_base_url and not self.public_base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {self.public_base_url!r}")
         if len(self.signing_secret.encode()) < 16:
             raise ConfigError("SIGNING_SECRET must be at least 16 bytes")
         if not (self.database_url.startswith("sqlite") or self.database_url.startswith("postgresql")):

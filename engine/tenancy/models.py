@@ -31,6 +31,9 @@ class Merchant(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     currency: Mapped[str] = currency_col()
     timezone: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Where a shopper lands when a tracked link cannot be trusted (tampered or broken token):
+    # the shop's front page, never the URL written in the untrusted token.
+    home_url: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = created_at()
 
 
