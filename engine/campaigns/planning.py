@@ -13,18 +13,18 @@ never an ORM object and a flush per row.
 """
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.campaigns.audiences import Target, targets_for
 from engine.campaigns.models import Campaign, MessagingSettings, Send
 from engine.campaigns.rules import Caps, Candidate, ChannelOffer, Outcome, Policy, QuietHours, decide, expected_commission_micro
 from engine.commerce.models import Customer
-from engine.core.ids import new_public_id
 from engine.picking import ProductPicker
 from engine.tenancy.models import Merchant
 
@@ -101,10 +101,32 @@ def plan_campaign(session: Session, campaign: Campaign, *, now: datetime, picker
 
 
 def write_plan(session: Session, rows: list[dict]) -> None:
-    """One bulk INSERT of the decided sends (each gets its public id here)."""
+    """One Core executemany of the decided sends (each gets its public id here). Core, not the
+    ORM's bulk path: measured on 20,000 sends, the ORM split them into thousands of statements."""
+    if not rows:
+        return
+    table = Send.__table__
+    conn = session.connection()
     for part in range(0, len(rows), CHUNK):
         chunk = rows[part:part + CHUNK]
-        session.execute(insert(Send), [{**r, "public_id": new_public_id("snd")} for r in chunk])
+        conn.execute(table.insert(), [{**r, "public_id": pid} for r, pid in zip(chunk, _send_ids(len(chunk)))])
+
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _send_ids(n: int) -> list[str]:
+    """``n`` ids exactly like ``new_public_id("snd")`` (20 random base-36 characters), drawn one
+    number per id instead of one call per character (that was a third of planning's time)."""
+    out = []
+    for _ in range(n):
+        v = secrets.randbelow(36 ** 20)
+        chars = []
+        for _ in range(20):
+            v, r = divmod(v, 36)
+            chars.append(_ALPHABET[r])
+        out.append("snd_" + "".join(chars))
+    return out
 
 
 def decide_campaign(session: Session, campaign: Campaign, *, now: datetime, picker: ProductPicker,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timezone
 
 import click
 
@@ -52,6 +53,47 @@ def print_report(report, summary: dict, seconds: float, currency: str) -> None:
         for p in report.problems[:10]:
             click.echo(f"  {p.resource}[{p.index}] {p.external_id} {p.field}: {p.reason}", err=True)
     echo(f"loaded in {seconds:.1f} s")
+
+
+# The replay of the demo: the models are trained and scored as of its start (point in time), then
+# four weeks of 2017 are replayed; the orders after the start are there for attribution to find.
+REPLAY_START = datetime(2017, 11, 6, 5, 0, tzinfo=timezone.utc)    # Monday 2017-11-06 00:00 New York
+REPLAY_END = datetime(2017, 12, 4, 5, 0, tzinfo=timezone.utc)      # Monday 2017-12-04 00:00 New York
+
+
+def replay_progress(enabled: bool):
+    """A one-line progress display on stderr for ``engine.demo.replay.replay``."""
+    if not enabled:
+        return None
+    started = time.perf_counter()
+
+    def show(done: int, total: int, note: str) -> None:
+        if done % 6 == 0 or done == total:
+            click.echo(f"\r  replaying {note}  {done:>4}/{total} hours  {time.perf_counter() - started:5.0f} s",
+                       err=True, nl=done == total)
+    return show
+
+
+def print_replay_report(report) -> None:
+    echo = click.echo
+    days = (report.end - report.start).days
+    echo(f"replayed {report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC ({days} days, "
+         f"{report.steps} hourly steps of the scheduler's jobs) in {report.seconds:.1f} s")
+    echo("campaigns: " + ", ".join(f"{name} ({pid})" for pid, name in report.campaigns.items()))
+    echo("sent, by campaign and channel:")
+    for (name, channel), n in sorted(report.sent.items()):
+        echo(f"  {name:<26} {channel:<6} {n:>7,}")
+    by_channel = report.sent_by_channel
+    echo("sent, by channel:         " + ", ".join(f"{c} {n:,}" for c, n in sorted(by_channel.items())) + f"  (total {sum(by_channel.values()):,})")
+    echo("received by the local servers: " + ", ".join(f"{c} {n:,}" for c, n in report.received.items()))
+    echo("held out (no message, for lift): " + (", ".join(f"{k} {v:,}" for k, v in sorted(report.held_out.items())) or "none"))
+    echo("suppressed, by reason:")
+    for reason, n in report.suppressed.most_common():
+        echo(f"  {reason:<26} {n:>7,}")
+    if report.other:
+        echo("other: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.other.items()))
+             + "  (planned = held by quiet hours past the end)")
+    echo(f"message cost: {Money(report.cost, report.currency).format()}")
 
 
 def register(cli: click.Group, get_runtime, after_load=None) -> None:
