@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-sqlite migrate serve bench clean
+.PHONY: venv demo test test-sqlite migrate serve bench clean i18n chromium test-browser
 
 venv: $(STAMP)
 
@@ -39,6 +39,19 @@ serve: venv
 bench: venv
 	$(BIN)/python bench/api_ingest.py
 	$(BIN)/python bench/demo_load.py
+
+# UI strings: extract from the web code and templates (babel.cfg), merge into each language's
+# .po; translate the new entries, commit the .po (the .mo is compiled when the app starts).
+i18n: venv
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output --omit-header -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-location --no-fuzzy-matching
+
+# The browser tests drive Debian's chromium (never a downloaded browser build).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test-browser: venv
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* .pytest_cache

@@ -49,6 +49,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     for public_bp in (tracking_bp, unsubscribe_bp, webhooks_bp):
         app.register_blueprint(public_bp)
 
+    # The web app (#7): login, deny-by-default role blueprints, CSRF on every form outside the
+    # API and the public endpoints, Chinese and English. The picker is handed down (engine must
+    # not import recommend); recommend adds its own operator page.
+    from engine.web import init_web
+    from recommend.picker import StoredPicker
+    from recommend.web import operator as recommend_operator
+
+    init_web(app, picker=StoredPicker(), commission_rate_bp=settings.default_commission_rate_bp)
+    recommend_operator.register(app)
+
     @app.get("/healthz")
     def healthz():
         return {"status": "ok"}

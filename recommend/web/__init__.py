@@ -1,0 +1,1 @@
+"""The recommender's pages (operator console)."""
