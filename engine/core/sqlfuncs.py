@@ -41,3 +41,45 @@ def among(session_or_bind, column, values: list, name: str = "values"):
     if bind.dialect.name == "postgresql":
         return column == any_(bindparam(name, list(values), type_=ARRAY(column.type)))
     return column.in_(list(values))
+
+
+class add_days(FunctionElement):  # noqa: N801
+    """``timestamp + n days`` (n an integer expression), same type as the timestamp."""
+    inherit_cache = True
+    name = "add_days"
+
+    def __init__(self, ts, days, type_=None):
+        super().__init__(ts, days)
+        self.type = type_ if type_ is not None else ts.type
+
+
+@compiles(add_days, "postgresql")
+def _add_days_pg(element, compiler, **kw):
+    ts, days = list(element.clauses)
+    return f"({compiler.process(ts, **kw)} + ({compiler.process(days, **kw)}) * INTERVAL '1 day')"
+
+
+@compiles(add_days, "sqlite")
+def _add_days_sqlite(element, compiler, **kw):
+    ts, days = (compiler.process(c, **kw) for c in element.clauses)
+    # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff': whole days leave the fraction as it was.
+    return f"(strftime('%Y-%m-%d %H:%M:%S', {ts}, '+' || ({days}) || ' days') || substr({ts}, 20))"
+
+
+class greatest(FunctionElement):  # noqa: N801
+    inherit_cache = True
+    name = "greatest"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.type = list(self.clauses)[0].type
+
+
+@compiles(greatest, "postgresql")
+def _greatest_pg(element, compiler, **kw):
+    return "GREATEST(" + ", ".join(compiler.process(c, **kw) for c in element.clauses) + ")"
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element, compiler, **kw):
+    return "max(" + ", ".join(compiler.process(c, **kw) for c in element.clauses) + ")"

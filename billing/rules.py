@@ -1,0 +1,94 @@
+"""Commission maths and invoice rules, pure (no database, no Stripe).
+
+The ledger posts these in SQL for speed (``billing.ledger``); a test holds the SQL equal to
+these functions.
+"""
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from engine.core.money import apply_rate_bp
+
+ENTRY_OF_CHANGE = {"attribute": "accrual", "refund": "reduction", "withdraw": "withdrawal"}
+
+
+def order_commission(gmv: int, rate_bp: int) -> int:
+    """An order's commission: its attributed GMV times the rate, rounded half-up once."""
+    if gmv < 0:
+        raise ValueError("attributed GMV is never negative")
+    return apply_rate_bp(gmv, rate_bp)
+
+
+def entry_amount(gmv_after: int, gmv_delta: int, rate_bp: int) -> int:
+    """The ledger amount of one change of an order's attributed GMV: the change in the order's
+    commission. Summing an order's entries gives exactly the commission of its current GMV,
+    rounded once, whatever the number of refunds."""
+    return order_commission(gmv_after, rate_bp) - order_commission(gmv_after - gmv_delta, rate_bp)
+
+
+def rate_for(kind: str, *, repurchase_bp: int, recovery_bp: int, first_purchase_bp: int) -> int:
+    return {"repurchase": repurchase_bp, "recovery": recovery_bp, "first_purchase": first_purchase_bp}[kind]
+
+
+def billable_at(entry_type: str, paid_at: datetime, lock_days: int, posted_at: datetime) -> datetime:
+    """When an entry may be invoiced. An accrual after the lock (return window) from payment.
+    A reduction or withdrawal at the same moment as the accrual if it comes before the lock ends
+    (it then nets with the accrual on one invoice), else at once (it then reverses commission
+    already billable or invoiced, on the next invoice)."""
+    lock_end = paid_at + timedelta(days=lock_days)
+    if entry_type == "accrual":
+        return lock_end
+    return max(lock_end, posted_at)
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str                 # "2026-10"
+    start: datetime          # UTC
+    end: datetime            # UTC, exclusive
+
+
+def billing_period(key: str, tz: str) -> Period:
+    """A calendar month in the merchant's timezone, as UTC bounds."""
+    try:
+        year, month = (int(p) for p in key.split("-"))
+        if not 1 <= month <= 12 or len(key) != 7:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"a billing period is written YYYY-MM, got {key!r}") from None
+    zone = ZoneInfo(tz)
+    start = datetime(year, month, 1, tzinfo=zone)
+    ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
+    end = datetime(ny, nm, 1, tzinfo=zone)
+    return Period(key, start.astimezone(timezone.utc), end.astimezone(timezone.utc))
+
+
+def period_of(moment: datetime, tz: str) -> str:
+    local = moment.astimezone(ZoneInfo(tz))
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def previous_period(key: str) -> str:
+    year, month = (int(p) for p in key.split("-"))
+    return f"{year - 1:04d}-12" if month == 1 else f"{year:04d}-{month - 1:02d}"
+
+
+def days_in(key: str) -> int:
+    year, month = (int(p) for p in key.split("-"))
+    return calendar.monthrange(year, month)[1]
+
+
+def cap_deduction(commission_total: int, period_cap: int | None) -> int:
+    """The negative line that brings a period's commission down to its cap (0 if it does not
+    bind). Only commission lines count towards the cap: reversals of earlier invoices and
+    finance's adjustments are outside it."""
+    if period_cap is None or commission_total <= period_cap:
+        return 0
+    return period_cap - commission_total
+
+
+def invoice_number(series: str, n: int) -> str:
+    return f"{series}-{n:06d}"
