@@ -185,6 +185,7 @@ def build_channels(settings: Settings) -> dict:
 def _schedule() -> tuple:
     """Every scheduled job, in one place. Run by ``app.py scheduler`` (one process), or one at a
     time by ``app.py run-job NAME``."""
+    from attribution.jobs import attribute_orders
     from engine.campaigns import jobs as campaign_jobs
     from engine.campaigns.compose import Composer
     from engine.core.scheduling import Job
@@ -223,6 +224,8 @@ def _schedule() -> tuple:
         Job("dispatch_due_sends", dispatch, "interval", {"seconds": 10}, "send due messages (the outbox)"),
         Job("score_all_merchants", score_all, "cron", {"hour": 3, "minute": 15},
             "nightly batch scoring: propensity and picks for every merchant"),
+        Job("attribute_orders", attribute_orders, "interval", {"minutes": 5},
+            "attribute new and changed orders of every merchant (incremental)"),
     )
 
 
@@ -313,6 +316,7 @@ def _demo_after_load(rt: Runtime, merchant_id: int, progress: bool) -> None:
 def _register_commands() -> None:
     # Each package adds its own commands; app.py only wires them to the runtime and, for the
     # demo, chains the stages (engine must not import the packages above it).
+    from attribution import cli as attribution_cli
     from engine.demo import cli as demo_cli
     from engine.ingest import cli as ingest_cli
     from recommend import cli as recommend_cli
@@ -320,6 +324,8 @@ def _register_commands() -> None:
     ingest_cli.register(cli, _rt)
     demo_cli.register(cli, _rt, after_load=_demo_after_load)
     recommend_cli.register(cli, _rt)
+    # Windows default to DOMAIN.md's until billing's contract source is handed in here.
+    attribution_cli.register(cli, _rt)
 
 
 _register_commands()
