@@ -24,10 +24,10 @@ demo: venv
 
 # Every database test runs on SQLite and on PostgreSQL (TEST_POSTGRES_URL, default the local
 # server); the run fails if PostgreSQL is unreachable. TEST_DATABASES=sqlite to skip it knowingly.
-test: venv
+test: venv chromium
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-test-sqlite: venv
+test-sqlite: venv chromium
 	TEST_DATABASES=sqlite $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 migrate: venv
@@ -46,11 +46,14 @@ i18n: venv
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output --omit-header -o translations/messages.pot .
 	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-location --no-fuzzy-matching
 
-# The browser tests drive Debian's chromium (never a downloaded browser build).
+# The browser tests (tests/browser, marker "browser") drive Debian's chromium, never a
+# downloaded browser build; a CJK font makes the Chinese screenshots readable. Installed here
+# when missing (root, as on CI); without chromium the browser tests fail, they never skip.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	@command -v chromium >/dev/null 2>&1 && fc-list :lang=zh | grep -q . || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei; }
 
-test-browser: venv
+test-browser: venv chromium
 	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 clean:

@@ -126,3 +126,26 @@ def problems_by_field(exc) -> dict:
             name, reason = getattr(p, "field", ""), getattr(p, "reason", p)
         out.setdefault(name or "", []).append(str(reason))
     return out or {"": [str(exc)]}
+
+
+# Where each problem is shown: beside its form field, a sub-field's problem beside its parent
+# (``schedule.local_hour`` beside the schedule box), anything else at the top of the form.
+FORM_FIELDS = ("name", "kind", "holdout_pct", "channels", "schedule", "audience", "daily_send_limit",
+               "daily_spend_limit", "offers_coupon", "templates",
+               *(f"templates.{c}.{p}" for c, parts in TEMPLATE_PARTS.items() for p in parts))
+ALIASES = {"holdout_bp": "holdout_pct"}
+
+
+def place_problems(problems: dict) -> dict:
+    placed: dict = {}
+    for key, messages in problems.items():
+        target = ALIASES.get(key, key)
+        if target in FORM_FIELDS:
+            placed.setdefault(target, []).extend(messages)
+            continue
+        parent = max((f for f in FORM_FIELDS if target.startswith(f + ".")), key=len, default=None)
+        if parent:
+            placed.setdefault(parent, []).extend(f"{target[len(parent) + 1:]}: {m}" for m in messages)
+        else:
+            placed.setdefault("", []).extend(f"{key}: {m}" if key else m for m in messages)
+    return placed

@@ -18,7 +18,8 @@ from engine.core.runtime import runtime
 from engine.core.web import role_blueprint
 from engine.web import queries
 from engine.web.campaign_form import (
-    CHANNELS, KINDS, TEMPLATE_PARTS, blank_values, form_values, parse_campaign_form, problems_by_field, raw_values,
+    CHANNELS, KINDS, TEMPLATE_PARTS, blank_values, form_values, parse_campaign_form, place_problems, problems_by_field,
+    raw_values,
 )
 from engine.web.charts import hbar_chart
 from engine.web.i18n import format_number
@@ -43,7 +44,7 @@ def _merchant(s, merchant_id: str):
 
 
 def _form_page(m, values, problems, campaign=None, status=200):
-    return render_template("operator/campaign_form.html", m=m, values=values, problems=problems, campaign=campaign,
+    return render_template("operator/campaign_form.html", m=m, values=values, problems=place_problems(problems), campaign=campaign,
                            kinds=KINDS, channels=CHANNELS, template_parts=TEMPLATE_PARTS), status
 
 
