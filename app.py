@@ -26,6 +26,17 @@ def build_runtime(settings: Settings | None = None, *, clock: Clock | None = Non
     return Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine), clock=clock or SystemClock())
 
 
+def build_stripe_gateway(settings: Settings):
+    """The Stripe gateway (the real library; ``STRIPE_API_BASE`` points it at a local server), or
+    None when no key is set: invoices are then made but not pushed."""
+    if not settings.stripe_api_key:
+        return None
+    from billing.stripe_gateway import StripeApiGateway
+
+    return StripeApiGateway(api_key=settings.stripe_api_key, webhook_secret=settings.stripe_webhook_secret,
+                            api_base=settings.stripe_api_base or None)
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None, **overrides) -> Flask:
     """The Flask app. Tests pass ``settings`` or keyword overrides of it, and a frozen clock."""
     settings = (settings or Settings.from_env()).with_overrides(**overrides) if overrides else (settings or Settings.from_env())
@@ -46,8 +57,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     from attribution.tracking import bp as tracking_bp
     from engine.messages.web import bp as unsubscribe_bp
     from engine.webhooks.web import bp as webhooks_bp
-    for public_bp in (tracking_bp, unsubscribe_bp, webhooks_bp):
+    from billing.web.stripe_webhooks import bp as stripe_webhooks_bp
+    for public_bp in (tracking_bp, unsubscribe_bp, webhooks_bp, stripe_webhooks_bp):
         app.register_blueprint(public_bp)
+    gateway = build_stripe_gateway(settings)
+    if gateway is not None:
+        app.extensions["stripe_gateway"] = gateway
 
     # The web app (#7): login, deny-by-default role blueprints, CSRF on every form outside the
     # API and the public endpoints, Chinese and English. The picker is handed down (engine must

@@ -121,7 +121,7 @@ def close_period(session: Session, merchant_id: int, period_key: str, *, now: da
 
     inv = Invoice(public_id=new_public_id("inv"), merchant_id=merchant_id, period=period_key,
                   period_start=period.start, period_end=period.end, number=_next_number(session), status="issued",
-                  payment_status="paid" if subtotal + cap == 0 else "unpaid", currency=currency, subtotal=subtotal,
+                  payment_status=_payment_status(subtotal + cap), currency=currency, subtotal=subtotal,
                   cap_deduction=cap, total=subtotal + cap,
                   days_until_due=contract.days_until_due if contract else 14, issued_at=now,
                   paid_at=now if subtotal + cap == 0 else None, updated_at=now)
@@ -143,7 +143,8 @@ def close_period(session: Session, merchant_id: int, period_key: str, *, now: da
 
 
 def close_due_periods(session: Session, merchant_id: int, *, now: datetime) -> list[Invoice]:
-    """Every ended period of the merchant from its first billable entry up to last month."""
+    """Invoices made now for every ended period, from the merchant's first billable entry up to
+    last month (periods already invoiced are skipped)."""
     from billing.rules import period_of, previous_period
 
     merchant = session.get(Merchant, merchant_id)
@@ -151,11 +152,17 @@ def close_due_periods(session: Session, merchant_id: int, *, now: datetime) -> l
     if first is None:
         return []
     last = previous_period(period_of(now, merchant.timezone))
+    done = set(session.scalars(select(Invoice.period).where(Invoice.merchant_id == merchant_id)))
     key, made = period_of(first, merchant.timezone), []
     while key <= last:
-        inv = close_period(session, merchant_id, key, now=now)
+        inv = None if key in done else close_period(session, merchant_id, key, now=now)
         if inv is not None:
             made.append(inv)
         y, m = (int(p) for p in key.split("-"))
         key = f"{y + 1:04d}-01" if m == 12 else f"{y:04d}-{m + 1:02d}"
     return made
+
+
+def _payment_status(total: int) -> str:
+    """Nothing to collect on a zero invoice; a negative one is a credit to the merchant."""
+    return "unpaid" if total > 0 else ("paid" if total == 0 else "credited")

@@ -23,7 +23,7 @@ PLATFORM_CEILING_BP = 800    # "a commission, capped at 8%": no platform cap may
 ENTRY_TYPES = ("accrual", "reduction", "withdrawal", "adjustment")
 KINDS = ("repurchase", "recovery", "first_purchase")
 INVOICE_STATUSES = ("draft", "issued", "void")
-PAYMENT_STATUSES = ("unpaid", "paid", "payment_failed", "uncollectible", "void")
+PAYMENT_STATUSES = ("unpaid", "paid", "payment_failed", "uncollectible", "void", "credited")
 LINE_TYPES = ("commission", "reversal", "adjustment", "period_cap")
 
 
@@ -157,6 +157,8 @@ class Invoice(Base):
     # Stripe: pushed by a job after the invoice is committed (an outbox), never inside it.
     stripe_customer_id: Mapped[str | None] = mapped_column(String(64))
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # A negative invoice goes to Stripe as a credit note on an earlier Stripe invoice.
+    stripe_credit_note_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     stripe_number: Mapped[str | None] = mapped_column(String(64))
     stripe_status: Mapped[str | None] = mapped_column(String(20))
     hosted_invoice_url: Mapped[str | None] = mapped_column(String(2000))

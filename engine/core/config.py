@@ -68,6 +68,13 @@ class Settings:
     # The commission rate planning uses in its expected-value test until per-merchant contracts
     # exist (issue #6); never above the platform cap of 8.00%.
     default_commission_rate_bp: int = 800
+    # Billing: the platform cap every contract rate must stay under (never above 8.00%), and
+    # Stripe (key, API base - a local Stripe-speaking server in tests and the demo - and the
+    # webhook endpoint's signing secret). No key: invoices are made but not pushed.
+    platform_cap_bp: int = 800
+    stripe_api_key: str = ""
+    stripe_api_base: str = ""
+    stripe_webhook_secret: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -94,6 +101,10 @@ class Settings:
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or base.twilio_auth_token,
             public_base_url=env.get("PUBLIC_BASE_URL") or base.public_base_url,
             default_commission_rate_bp=_int(env, "DEFAULT_COMMISSION_RATE_BP", base.default_commission_rate_bp),
+            platform_cap_bp=_int(env, "PLATFORM_CAP_BP", base.platform_cap_bp),
+            stripe_api_key=env.get("STRIPE_API_KEY") or base.stripe_api_key,
+            stripe_api_base=env.get("STRIPE_API_BASE") or base.stripe_api_base,
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or base.stripe_webhook_secret,
         )
         settings.check()
         return settings
@@ -105,6 +116,10 @@ class Settings:
             raise ConfigError("SECRET_KEY must be set in production")
         if self.environment == "production" and self.signing_secret == Settings.signing_secret:
             raise ConfigError("SIGNING_SECRET must be set in production")
+        if not 0 <= self.platform_cap_bp <= 800:
+            raise ConfigError("PLATFORM_CAP_BP must be between 0 and 800 (commission is capped at 8.00%)")
+        if self.stripe_api_key and not self.stripe_webhook_secret:
+            raise ConfigError("STRIPE_WEBHOOK_SECRET must be set with STRIPE_API_KEY (webhooks are verified)")
         if not 0 <= self.default_commission_rate_bp <= 800:
             raise ConfigError("DEFAULT_COMMISSION_RATE_BP must be between 0 and 800 (the 8.00% platform cap)")
         if self.environment == "production" and self.sms_gateway_webhook_secret == Settings.sms_gateway_webhook_secret:

@@ -97,6 +97,7 @@ def upgrade() -> None:
     sa.Column('paid_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('stripe_customer_id', sa.String(length=64), nullable=True),
     sa.Column('stripe_invoice_id', sa.String(length=64), nullable=True),
+    sa.Column('stripe_credit_note_id', sa.String(length=64), nullable=True),
     sa.Column('stripe_number', sa.String(length=64), nullable=True),
     sa.Column('stripe_status', sa.String(length=20), nullable=True),
     sa.Column('hosted_invoice_url', sa.String(length=2000), nullable=True),
@@ -104,7 +105,7 @@ def upgrade() -> None:
     sa.Column('pushed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_event_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("payment_status IN ('unpaid', 'paid', 'payment_failed', 'uncollectible', 'void')", name=op.f('ck_invoices_payment_status_known')),
+    sa.CheckConstraint("payment_status IN ('unpaid', 'paid', 'payment_failed', 'uncollectible', 'void', 'credited')", name=op.f('ck_invoices_payment_status_known')),
     sa.CheckConstraint("status IN ('draft', 'issued', 'void')", name=op.f('ck_invoices_status_known')),
     sa.CheckConstraint('cap_deduction <= 0', name=op.f('ck_invoices_cap_deduction_nonpos')),
     sa.CheckConstraint('total = subtotal + cap_deduction', name=op.f('ck_invoices_total_adds_up')),
@@ -113,7 +114,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('merchant_id', 'period', name=op.f('uq_invoices_merchant_id_period')),
     sa.UniqueConstraint('number', name=op.f('uq_invoices_number')),
     sa.UniqueConstraint('public_id', name=op.f('uq_invoices_public_id')),
-    sa.UniqueConstraint('stripe_invoice_id', name=op.f('uq_invoices_stripe_invoice_id'))
+    sa.UniqueConstraint('stripe_invoice_id', name=op.f('uq_invoices_stripe_invoice_id')),
+    sa.UniqueConstraint('stripe_credit_note_id', name=op.f('uq_invoices_stripe_credit_note_id'))
     )
     op.create_table('invoice_lines',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
