@@ -30,7 +30,7 @@ def test_migrations_go_down_and_up_again(db):
     assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
     assert {"orders", "order_lines", "refunds", "customers"} <= set(inspect(db.engine).get_table_names())
 
 
