@@ -4,8 +4,7 @@ Lift is measured by **intention to treat**, on the campaign's own random split, 
 attribution (that is the point of a holdout: it also counts the purchases the messages did not
 cause).
 
-* **Assigned**: the campaign's sends whose reference time, ``send_at`` or else ``planned_at`` (when
-  the message went or would have gone), lies in ``[period_start, period_end)`` and that were
+* **Assigned**: the campaign's sends *planned* in ``[period_start, period_end)`` that were
   decided *after* the holdout draw. Planning decides reachability first (``engine.campaigns.
   rules.decide``): a send suppressed as ``opted_out`` or ``no_address`` *at planning* (it has no
   channel) never took part in the draw and is left out of both groups. Every other send did:
@@ -21,10 +20,15 @@ cause).
   found in both groups (the campaign's holdout share changed mid-period) is left out of both and
   counted in ``excluded_in_both_groups``.
 * **Outcome**: the recipient converted if it has a paid (``paid_at`` set), never cancelled order
-  *placed* within ``conversion_window`` after the reference time of any of its assigned sends in
-  the period, or if the unpaid order (or an order from the cart) that triggered such a send was
+  *placed* within ``conversion_window`` (``[planned_at, planned_at + window)``) after any of its
+  assigned sends in the period, or if the unpaid order (or an order from the cart) that triggered such a send was
   *paid* within it (an unpaid-order reminder's conversion is that order's payment). Its revenue
   is the sum, over those orders (each once), of merchandise minus refunds as recorded now.
+* **Reference time**: ``planned_at``, the moment of the draw, for both groups. Not ``send_at``:
+  holdout rows have none (planning stores ``send_at`` only for planned sends), and a send held
+  by quiet hours would start its window hours later than its holdout twin, so an abandoned
+  cart bought overnight would count for the holdout and not for the treated. The delay is part
+  of the treatment; measuring from the draw keeps the two groups comparable.
 
 Set-based SQL that means the same on SQLite and PostgreSQL: times are compared as epoch
 milliseconds (``engine.core.sqlfuncs.epoch_ms``), and only aggregates per group plus one row per
@@ -117,7 +121,7 @@ def _summaries(session: Session, merchant_id: int, campaign_id: int | None, peri
                period_end: datetime, window: timedelta) -> dict[int, dict]:
     """{campaign id: {"treated": GroupSummary, "holdout": GroupSummary, "messaged": int,
     "excluded": int}} for the campaigns with assigned sends in the period."""
-    ref = func.coalesce(Send.send_at, Send.planned_at)
+    ref = Send.planned_at
     pre_draw = and_(Send.status == "suppressed", Send.reason.in_(PRE_DRAW_REASONS), Send.channel.is_(None))
     where = [Send.merchant_id == merchant_id, ref >= period_start, ref < period_end, ~pre_draw]
     if campaign_id is not None:

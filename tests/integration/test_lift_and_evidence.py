@@ -243,3 +243,19 @@ def test_commands(world):
     assert "rule click" in out.output and "refund" in out.output and "Product p2" in out.output
     out = runner.invoke(cli, ["evidence", "--merchant", "acme", "nope"], obj=world.rt)
     assert out.exit_code == 2
+
+
+def test_windows_start_at_the_draw_for_both_groups(world):
+    held = send(world, "c0", T0, "sent")                              # held by quiet hours ...
+    with unit_of_work(world.db.sessions) as s:
+        row = s.get(Send, held)
+        row.send_at = row.sent_at = T0 + 10 * H                       # ... went out 10 hours after the draw
+    world.order("o0", "c0", T0 + 2 * H)                               # bought overnight: counts
+    send(world, "c1", T0, "holdout")
+    world.order("o1", "c1", T0 + 2 * H)
+    send(world, "c2", T0, "suppressed", reason="no_address", channel=None)   # never in the draw
+    send(world, "c3", T0 - H, "sent")                                 # planned before the period
+    with unit_of_work(world.db.sessions) as s:
+        r = campaign_lift(s, world.mid, world.campaign, **PERIOD)
+    assert (r.lift.treated.recipients, r.lift.treated.conversions) == (1, 1)
+    assert (r.lift.holdout.recipients, r.lift.holdout.conversions) == (1, 1)
