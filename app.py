@@ -201,6 +201,8 @@ def _schedule() -> tuple:
     """Every scheduled job, in one place. Run by ``app.py scheduler`` (one process), or one at a
     time by ``app.py run-job NAME``."""
     from attribution.jobs import attribute_orders
+    from billing import jobs as billing_jobs
+    from billing.contracts import ContractWindows
     from engine.campaigns import jobs as campaign_jobs
     from engine.campaigns.compose import Composer
     from engine.core.scheduling import Job
@@ -218,6 +220,12 @@ def _schedule() -> tuple:
         return campaign_jobs.dispatch_due(rt, build_channels(rt.settings),
                                           Composer(rt.settings.tracking_host, rt.settings.signing_secret.encode()))
 
+    def attribute_new_orders(rt: Runtime) -> str:
+        return attribute_orders(rt, windows=ContractWindows())
+
+    def bill(rt: Runtime) -> str:
+        return billing_jobs.run_billing(rt, build_stripe_gateway(rt.settings)).summary()
+
     def score_all(rt: Runtime) -> str:
         from sqlalchemy import select
 
@@ -233,14 +241,18 @@ def _schedule() -> tuple:
 
     return (
         Job("plan_triggered_campaigns", plan_triggered, "interval", {"minutes": 1},
-            "unpaid-order reminders and abandoned carts: scan for due triggers every minute"),
+            "unpaid-order reminders, abandoned carts, broadcasts at their time: scan every minute"),
         Job("plan_daily_campaigns", plan_daily, "cron", {"minute": 0},
-            "low-frequency repurchase: hourly, each campaign plans at its merchant's local hour"),
+            "low-frequency, replenishment, win-back: hourly, each plans at its merchant's local hour"),
         Job("dispatch_due_sends", dispatch, "interval", {"seconds": 10}, "send due messages (the outbox)"),
         Job("score_all_merchants", score_all, "cron", {"hour": 3, "minute": 15},
             "nightly batch scoring: propensity and picks for every merchant"),
-        Job("attribute_orders", attribute_orders, "interval", {"minutes": 5},
+        Job("attribute_orders", attribute_new_orders, "interval", {"minutes": 5},
             "attribute new and changed orders of every merchant (incremental)"),
+        Job("bill_merchants", bill, "cron", {"hour": 2, "minute": 30},
+            "post commission to the ledger, invoice ended periods, push invoices to Stripe"),
+        Job("process_stripe_events", billing_jobs.process_stripe_events, "interval", {"minutes": 1},
+            "apply received Stripe webhooks (payments, failures, voids)"),
     )
 
 
@@ -339,8 +351,13 @@ def _register_commands() -> None:
     ingest_cli.register(cli, _rt)
     demo_cli.register(cli, _rt, after_load=_demo_after_load)
     recommend_cli.register(cli, _rt)
-    # Windows default to DOMAIN.md's until billing's contract source is handed in here.
-    attribution_cli.register(cli, _rt)
+    # Attribution judges each send by the windows of the merchant's contract (billing's), which
+    # attribution cannot import: the source is handed in here.
+    from billing import cli as billing_cli
+    from billing.contracts import ContractWindows
+
+    attribution_cli.register(cli, _rt, windows=ContractWindows)
+    billing_cli.register(cli, _rt, gateway_factory=build_stripe_gateway)
 
 
 _register_commands()
