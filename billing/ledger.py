@@ -40,7 +40,7 @@ def _posting_select(now: datetime, merchant_ids: list[int] | None):
     amount = (CH.c.gmv_after * rate + 5000) // 10000 - (before * rate + 5000) // 10000
     lock_end = add_days(ORD.c.paid_at, K.c.lock_days)
     now_param = literal(now, UtcDateTime())
-    billable = case((CH.c.change == "attribute", lock_end), else_=greatest(lock_end, now_param))
+    billable = case((CH.c.change == "attribute", lock_end), else_=greatest(lock_end, CH.c.effective_at))
     entry_type = case((CH.c.change == "attribute", "accrual"), (CH.c.change == "refund", "reduction"),
                       else_="withdrawal")
     q = (select(CH.c.merchant_id, entry_type, CH.c.id, CH.c.order_id, K.c.id, CH.c.kind, rate, CH.c.gmv_delta,

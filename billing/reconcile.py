@@ -4,8 +4,8 @@ Nothing here writes: a mismatch with Stripe is listed, never fixed by itself (fi
 
 Period close, per merchant and billing period P (a month in the merchant's timezone):
 * accrued: commission of accruals whose order was paid in P;
-* reversed: commission taken back (refunds, withdrawals) by changes recorded in P;
-* adjustments: approved adjustments posted in P;
+* reversed: commission taken back by refunds made in P and withdrawals recorded in P;
+* adjustments: adjustments approved in P;
 * pending: entries posted by P's end whose lock period had not ended by then;
 * billable: entries billable by P's end and not on any invoice now;
 * invoiced / paid / outstanding: P's invoice total, what of it is paid, what is still owed.
@@ -58,7 +58,7 @@ def period_close(session: Session, merchant_id: int, period_key: str) -> PeriodC
     in_p = lambda col: (col >= p.start) & (col < p.end)  # noqa: E731
     row = session.execute(select(
         func.coalesce(func.sum(case(((LE.c.entry_type == "accrual") & in_p(LE.c.effective_at), LE.c.amount), else_=0)), 0),
-        func.coalesce(func.sum(case((LE.c.entry_type.in_(("reduction", "withdrawal")) & in_p(LE.c.posted_at),
+        func.coalesce(func.sum(case((LE.c.entry_type.in_(("reduction", "withdrawal")) & in_p(LE.c.effective_at),
                                      LE.c.amount), else_=0)), 0),
         func.coalesce(func.sum(case(((LE.c.entry_type == "adjustment") & in_p(LE.c.posted_at), LE.c.amount), else_=0)), 0),
         func.coalesce(func.sum(case(((LE.c.posted_at < p.end) & (LE.c.billable_at >= p.end), LE.c.amount), else_=0)), 0),

@@ -33,15 +33,16 @@ def rate_for(kind: str, *, repurchase_bp: int, recovery_bp: int, first_purchase_
     return {"repurchase": repurchase_bp, "recovery": recovery_bp, "first_purchase": first_purchase_bp}[kind]
 
 
-def billable_at(entry_type: str, paid_at: datetime, lock_days: int, posted_at: datetime) -> datetime:
+def billable_at(entry_type: str, paid_at: datetime, lock_days: int, effective_at: datetime) -> datetime:
     """When an entry may be invoiced. An accrual after the lock (return window) from payment.
-    A reduction or withdrawal at the same moment as the accrual if it comes before the lock ends
-    (it then nets with the accrual on one invoice), else at once (it then reverses commission
-    already billable or invoiced, on the next invoice)."""
+    A reduction or withdrawal at the same moment as the accrual if it happened before the lock
+    ended (it then nets with the accrual on one invoice), else when it happened (the refund's
+    time; a withdrawal's is when attribution saw it): it then reverses commission already
+    billable or invoiced, on the invoice of the month it happened in, or the next one made."""
     lock_end = paid_at + timedelta(days=lock_days)
     if entry_type == "accrual":
         return lock_end
-    return max(lock_end, posted_at)
+    return max(lock_end, effective_at)
 
 
 @dataclass(frozen=True)
