@@ -24,7 +24,10 @@ _DUMMY_HASH = "scrypt:32768:8:1$HWtrC4PZhFjU1HlN$" + "0" * 128
 
 def _safe_next(target: str | None) -> str | None:
     """Only a path on this site: never another host (an open redirect would lend our name)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # Browsers drop tabs and newlines in URLs and read a backslash as a slash, so "/\t/evil" and
+    # "/\\evil" would both leave the site: refuse any whitespace, control character or backslash.
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target and all(ord(c) > 0x20 and c != "\x7f" for c in target)):
         return target
     return None
 

@@ -79,7 +79,8 @@ def test_anonymous_is_sent_to_login_and_back_to_the_page_it_wanted(client, users
     assert r.location == "/operator/sends?status=failed"
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "/\t/evil.example",
+                                    "/\n/evil.example", " //evil.example"])
 def test_next_never_leaves_the_site(client, users, target):
     token = csrf_token(client)
     r = client.post("/login", data={"email": "op@example.test", "password": PASSWORD, "csrf_token": token, "next": target})

@@ -44,6 +44,7 @@ OPEN_ROUTES = {
     ("webhooks.gateway", "POST"): {400, 401, 403},
     ("webhooks.twilio_status", "POST"): {400, 401, 403},
     ("webhooks.twilio_inbound", "POST"): {400, 401, 403},
+    ("stripe_webhooks.stripe_webhook", "POST"): {400, 503},  # unsigned, or no secret configured
 }
 # Open routes whose answer depends on being logged in (by design).
 SESSION_AWARE = {
