@@ -173,10 +173,15 @@ def _decide_slowly(orders: OrderColumns, sends: SendColumns, clicks: ClickColumn
     s_rows = np.flatnonzero(np.isin(sends.customer, list(customers)))
     by_customer: dict[int, list[SendFacts]] = {}
     index_of = {}
-    for i in s_rows.tolist():
-        f = send_facts(sends, i)
-        by_customer.setdefault(f.customer_id, []).append(f)
-        index_of[f.send_id] = i
+    # Columns to Python lists once (not an int() per value): these customers' sends are many.
+    opt = lambda v: None if v < 0 else v  # noqa: E731
+    cols = (sends.id, sends.customer, sends.sent, sends.coupon_seconds, sends.click_seconds, sends.view_seconds,
+            sends.delivered, sends.order, sends.cart)
+    for i, sid, cust, sent, cw, kw, vw, dl, od, ct in zip(s_rows.tolist(), *(c[s_rows].tolist() for c in cols)):
+        f = SendFacts(sid, cust, sent, cw, kw, vw, delivered_ms=opt(dl), order_id=opt(od), cart_id=opt(ct),
+                      coupon=sends.coupon[i] if sends.coupon else None)
+        by_customer.setdefault(cust, []).append(f)
+        index_of[sid] = i
     click_rows = np.flatnonzero(np.isin(clicks.send, s_rows)) if len(clicks) else np.zeros(0, dtype=np.int64)
     clicks_by_customer: dict[int, list[ClickFacts]] = {}
     click_index = {}

@@ -17,20 +17,21 @@ caller owns the transaction.
 """
 from __future__ import annotations
 
+import json
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import JSON, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from attribution.facts import Chunk, CustomerSet, load_chunk, ms_to_datetime
+from attribution.facts import Chunk, CustomerSet, load_chunk, ms, ms_to_datetime
 from attribution.matching import BASIS_PAID, NONE, first_purchase_mask, match
 from attribution.models import AttributionChange, OrderAttribution
 from attribution.windows import Timeline, windows_in_force
-from engine.commerce.models import Refund
-from engine.core.ids import new_public_id
+from engine.commerce.models import Order, Refund
 from engine.core.sqlfuncs import among
 
 RULE_NAMES = ("coupon", "click", "view")
@@ -66,7 +67,7 @@ class Wanted:
     measured_from: str
 
     def same_as(self, row) -> bool:
-        return (row.send_id, row.rule, row.kind, _ms_of(row.touch_at), row.click_id, row.window_seconds,
+        return (row.send_id, row.rule, row.kind, row.touch_ms, row.click_id, row.window_seconds,
                 row.measured_from) == (self.send_id, self.rule, self.kind, self.touch_ms, self.click_id,
                                        self.window_seconds, self.measured_from)
 
@@ -103,14 +104,22 @@ def attribute_customers(session: Session, merchant_id: int, customers: CustomerS
         look &= chunk.orders.placed < _ms_of(placed_to)
     stats.orders = int(look.sum())
 
-    current = {row.order_id: row for row in session.scalars(
-        select(OrderAttribution).where(OrderAttribution.merchant_id == merchant_id,
-                                       customers.where(session, OrderAttribution.customer_id)))}
+    # Plain rows of the columns compared and carried over (not ORM objects: a re-run reads every
+    # current attribution of the chunk and changes none).
+    oa = OrderAttribution
+    current = {row.order_id: row for row in session.connection().execute(
+        select(oa.order_id, oa.id, oa.send_id, oa.campaign_id, oa.rule, oa.kind, ms(oa.touch_at).label("touch_ms"),
+               oa.click_id, oa.window_seconds, oa.measured_from, oa.refunded, oa.refund_count, oa.gmv)
+        .where(oa.merchant_id == merchant_id, customers.where(session, oa.customer_id)))}
     send_index = {int(sid): i for i, sid in enumerate(chunk.sends.id.tolist())}
     windows_of_send = {}
 
+    # Only orders matched now or attributed before can need anything.
+    touched = look & (m.rule != NONE)
+    if current:
+        touched |= look & np.isin(chunk.orders.id, np.fromiter(current, dtype=np.int64, count=len(current)))
     plans = []   # (i, wanted, current row or None, redo: bool)
-    for i in np.flatnonzero(look).tolist():
+    for i in np.flatnonzero(touched).tolist():
         oid = int(chunk.orders.id[i])
         want = _wanted(chunk, m, first, i)
         row = current.get(oid)
@@ -132,12 +141,13 @@ def attribute_customers(session: Session, merchant_id: int, customers: CustomerS
     need_refunds = [int(chunk.orders.id[i]) for i, want, row, redo in plans
                     if want is not None and (chunk.refunded[i] > 0 or (row is not None and row.refunded))]
     refunds = _refunds(session, need_refunds)
+    currencies = _currencies(session, order_ids)
 
-    changes, inserts, updates, deletes = [], [], [], []
+    changes, inserts, updates, redone, deletes = [], [], [], [], []
     for i, want, row, redo in plans:
         oid = int(chunk.orders.id[i])
         seq, generation = history.get(oid, (0, 0))
-        currency = chunk.currency[i]
+        currency = currencies[oid]
         amount = int(chunk.amount[i])
 
         def change(kind_of_change, w_send, w_campaign, w_rule, w_kind, delta, after, effective, refund_id=None):
@@ -175,38 +185,88 @@ def attribute_customers(session: Session, merchant_id: int, customers: CustomerS
         s = send_index[want.send_id]
         if want.send_id not in windows_of_send:
             sent_at = ms_to_datetime(int(chunk.sends.sent[s]))
-            windows_of_send[want.send_id] = windows_in_force(timeline, sent_at).for_channel(chunk.channel[s])
-        w = windows_of_send[want.send_id]
+            channel = chunk.channel_of(s)
+            w = windows_in_force(timeline, sent_at).for_channel(channel)
+            windows_of_send[want.send_id] = {"channel": channel, "coupon_seconds": w.coupon_seconds,
+                                             "click_seconds": w.click_seconds, "view_seconds": w.view_seconds}
         values = dict(send_id=want.send_id, campaign_id=want.campaign_id, rule=want.rule, kind=want.kind,
                       touch_at=ms_to_datetime(want.touch_ms), click_id=want.click_id,
-                      window_seconds=want.window_seconds,
-                      windows={"channel": chunk.channel[s], "coupon_seconds": w.coupon_seconds,
-                               "click_seconds": w.click_seconds, "view_seconds": w.view_seconds},
+                      window_seconds=want.window_seconds, windows=windows_of_send[want.send_id],
                       measured_from=want.measured_from, order_amount=amount, refunded=refunded_total,
                       refund_count=applied, gmv=gmv, currency=currency, paid_at=paid_at,
                       placed_at=ms_to_datetime(int(chunk.orders.placed[i])), generation=generation, updated_at=now)
         if row is None:
-            inserts.append(dict(values, public_id=new_public_id("att"), merchant_id=merchant_id, order_id=oid,
+            inserts.append(dict(values, merchant_id=merchant_id, order_id=oid,
                                 customer_id=int(chunk.orders.customer[i]), attributed_at=now))
-        else:
-            updates.append(dict(values, _id=row.id, attributed_at=now if redo else row.attributed_at))
+        elif redo:
+            redone.append(dict(values, _id=row.id, attributed_at=now))
+        else:       # same decision, new refunds: attributed_at stays
+            updates.append(dict(values, _id=row.id))
 
     if deletes:
         session.execute(delete(OrderAttribution).where(OrderAttribution.merchant_id == merchant_id,
                                                        among(session, OrderAttribution.order_id, deletes, "order_ids")))
-    if updates:
-        cols = [k for k in updates[0] if k != "_id"]
-        session.connection().execute(
-            update(OrderAttribution.__table__).where(OrderAttribution.__table__.c.id == bindparam("_id"))
-            .values({k: bindparam(k) for k in cols}), updates)
+    for batch in (redone, updates):
+        if batch:
+            cols = [k for k in batch[0] if k != "_id"]
+            session.connection().execute(
+                update(OrderAttribution.__table__).where(OrderAttribution.__table__.c.id == bindparam("_id"))
+                .values({k: bindparam(k) for k in cols}), batch)
     if inserts:
-        session.connection().execute(insert(OrderAttribution.__table__), inserts)
+        for row, pid in zip(inserts, public_ids("att", len(inserts))):
+            row["public_id"] = pid
+        bulk_insert(session, OrderAttribution.__table__, inserts)
     if changes:
-        session.connection().execute(insert(AttributionChange.__table__), changes)
+        bulk_insert(session, AttributionChange.__table__, changes)
     stats.changes = len(changes)
     # The session's identity map may hold rows we changed underneath it.
     session.expire_all()
     return stats
+
+
+_ID_ALPHABET = np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+
+
+def public_ids(prefix: str, n: int, length: int = 20) -> list[str]:
+    """``n`` ids in the format of ``engine.core.ids.new_public_id`` (prefix, '_', ``length``
+    characters of [0-9a-z] from the OS's CSPRNG), made at once: a first run attributes tens of
+    thousands of orders, and a ``secrets.choice`` per character cost seconds. Bytes >= 252
+    (7 * 36) are dropped so that every character stays equally likely."""
+    need = n * length
+    pool = np.zeros(0, dtype=np.uint8)
+    while len(pool) < need:
+        b = np.frombuffer(secrets.token_bytes(need - len(pool) + need // 16 + 64), dtype=np.uint8)
+        pool = np.concatenate([pool, b[b < 252]])
+    body = _ID_ALPHABET[pool[:need] % 36].reshape(n, length).view(f"S{length}").ravel()
+    return [f"{prefix}_{x.decode()}" for x in body.tolist()]
+
+
+def bulk_insert(session: Session, table, rows: list[dict]) -> None:
+    """Insert ``rows`` (all with the same keys) in the session's transaction: COPY on
+    PostgreSQL (an executemany of tens of thousands of rows cost several times more), a plain
+    executemany elsewhere (SQLite runs one prepared statement for all rows)."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    cols = list(rows[0])
+    types = [table.c[c].type for c in cols]
+    json_cols = {c for c, t in zip(cols, types) if isinstance(t, JSON)}
+    names = ", ".join(f'"{c}"' for c in cols)
+    with conn.connection.driver_connection.cursor() as cur:
+        with cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for r in rows:
+                copy.write_row([json.dumps(r[c]) if c in json_cols else r[c] for c in cols])
+
+
+def _currencies(session: Session, order_ids: list[int]) -> dict[int, str]:
+    out = {}
+    step = 5000
+    for k in range(0, len(order_ids), step):
+        part = order_ids[k:k + step]
+        out.update(session.connection().execute(
+            select(Order.id, Order.currency).where(among(session, Order.id, part, "order_ids"))).all())
+    return out
 
 
 def _history(session: Session, order_ids: list[int]) -> dict[int, tuple[int, int]]:
