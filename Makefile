@@ -44,7 +44,7 @@ bench: venv
 # .po; translate the new entries, commit the .po (the .mo is compiled when the app starts).
 i18n: venv
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output --omit-header -o translations/messages.pot .
-	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-location --no-fuzzy-matching
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete
 
 # The browser tests (tests/browser, marker "browser") drive Debian's chromium, never a
 # downloaded browser build; a CJK font makes the Chinese screenshots readable. Installed here

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from flask import abort, render_template, request
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from engine.core.db import unit_of_work
@@ -16,8 +17,8 @@ from recommend.models import ModelVersion
 
 bp = role_blueprint("models", __name__, roles={"operator"}, url_prefix="/operator/models", template_folder="templates")
 
-# Figures worth a column of their own when the metadata has them; the rest stays in the details.
-HEADLINE_KEYS = ("metric", "customers", "lines", "best_iteration")
+MODEL_STATUS = {"candidate": _l("candidate"), "active": _l("active"), "retired": _l("retired"), "rejected": _l("rejected")}
+MODEL_KIND = {"propensity": _l("propensity"), "order_value": _l("order value"), "ranker": _l("ranker")}
 
 
 @bp.get("/")
@@ -33,12 +34,10 @@ def index():
         rows = [(v, m, json.dumps(v.meta, indent=2, ensure_ascii=False, sort_keys=True, default=str))
                 for v, m in s.execute(stmt).all()]
     return render_template("operator/models.html", rows=rows, merchants=merchants, merchant=merchant_public_id,
-                           headline_keys=HEADLINE_KEYS)
+                           status_label=lambda v: str(MODEL_STATUS.get(v, v)), kind_name=lambda v: str(MODEL_KIND.get(v, v)))
 
 
 def register(app) -> None:
-    from flask_babel import lazy_gettext as _l
-
     from engine.web import add_nav
 
     app.register_blueprint(bp)
