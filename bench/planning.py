@@ -134,7 +134,8 @@ def run(kind: str, n: int, picker_name: str) -> None:
     outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.outcomes.items()))
     print(f"{kind:<10} {picker_name:<10} {summary.targets:>7,} eligible -> {written:,} sends in {seconds:6.1f} s "
           f"({summary.targets / seconds:,.0f}/s; again, all decided: {idle:.1f} s, {sum(again.outcomes.values())} new)"
-          f"  [seeding {seeded:.0f} s]\n           {outcomes}")
+          f"  [seeding {seeded:.0f} s]\n           {outcomes}\n           phases: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
 
 
 def main() -> None:
