@@ -58,7 +58,9 @@ def test_replay_sends_to_the_local_servers_and_reports_what_happened(db, setting
         assert by_channel["email"] > 0 and by_channel["sms"] > 0
         # what the local servers received is what the report says was sent
         assert report.received == {"email": by_channel["email"], "sms": by_channel["sms"], "mms": 0}
-        assert {name for name, _ in report.sent} >= {"Replenishment", "Holiday pre-sale"}
+        # each campaign reached someone (sent, or held out: the draw depends on the campaign's random id)
+        assert {name for name, _ in report.sent} | set(report.held_out) >= {"Replenishment", "Holiday pre-sale",
+                                                                              "Low-frequency repurchase"}
         with db.sessions() as s:
             total = s.scalar(select(func.count()).select_from(Send).where(Send.merchant_id == mid))
             sent_at = s.scalars(select(Send.sent_at).where(Send.status == "sent")).all()
