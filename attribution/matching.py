@@ -2,9 +2,9 @@
 
 Orders, sends and clicks of a set of customers come in as columns; out comes, per order, the
 rule that matched (or none), the send and click, the touch time and the window. The reference
-``rules.decide`` stays the statement of the rules: orders that some send was triggered by
-(recovery candidates, rare) are decided by it here too, and a property test holds this module
-equal to it on random histories.
+``rules.decide`` stays the statement of the rules, and a property test holds this module equal
+to it on random histories. Orders that some send was triggered by (recovery candidates, rare)
+are decided like any other, then weighed against the touches of the sends they triggered.
 
 How the latest touch is found without a loop: touches are sorted by (customer, time, id) and
 each order's (customer, placed) key is located with ``searchsorted``: the entry just before is
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attribution.rules import ClickFacts, OrderFacts, SendFacts, decide
+from attribution.rules import OrderFacts, SendFacts
 
 NONE = -1
 COUPON, CLICK, VIEW = 0, 1, 2
@@ -127,7 +127,9 @@ def match(orders: OrderColumns, sends: SendColumns, clicks: ClickColumns) -> Mat
     eligible = (orders.paid >= 0) & ~orders.cancelled
     triggered = np.isin(orders.id, sends.order[sends.order >= 0])
     triggered |= (orders.cart >= 0) & np.isin(orders.cart, sends.cart[sends.cart >= 0])
-    fast = eligible & ~triggered
+    # Every eligible order is first decided at its placement; recovery candidates are then
+    # weighed against the sends they triggered (``_recoveries``).
+    fast = eligible
     placed = orders.placed
 
     # 1. coupon: the one send whose code the order carries.
@@ -160,46 +162,68 @@ def match(orders: OrderColumns, sends: SendColumns, clicks: ClickColumns) -> Mat
     rule[v_ok], send[v_ok] = VIEW, vi
     touch[v_ok], window[v_ok] = sends.delivered[vi], sends.view_seconds[vi]
 
-    # Recovery candidates: the reference rules, order by order (few).
     slow = np.flatnonzero(eligible & triggered)
     if len(slow):
-        _decide_slowly(orders, sends, clicks, slow, out)
+        _recoveries(orders, sends, clicks, slow, out)
     return out
 
 
-def _decide_slowly(orders: OrderColumns, sends: SendColumns, clicks: ClickColumns, which: np.ndarray,
-                   out: Matches) -> None:
-    customers = set(orders.customer[which].tolist())
-    s_rows = np.flatnonzero(np.isin(sends.customer, list(customers)))
-    by_customer: dict[int, list[SendFacts]] = {}
-    index_of = {}
-    # Columns to Python lists once (not an int() per value): these customers' sends are many.
-    opt = lambda v: None if v < 0 else v  # noqa: E731
-    cols = (sends.id, sends.customer, sends.sent, sends.coupon_seconds, sends.click_seconds, sends.view_seconds,
-            sends.delivered, sends.order, sends.cart)
-    for i, sid, cust, sent, cw, kw, vw, dl, od, ct in zip(s_rows.tolist(), *(c[s_rows].tolist() for c in cols)):
-        f = SendFacts(sid, cust, sent, cw, kw, vw, delivered_ms=opt(dl), order_id=opt(od), cart_id=opt(ct),
-                      coupon=sends.coupon[i] if sends.coupon else None)
-        by_customer.setdefault(cust, []).append(f)
-        index_of[sid] = i
-    click_rows = np.flatnonzero(np.isin(clicks.send, s_rows)) if len(clicks) else np.zeros(0, dtype=np.int64)
-    clicks_by_customer: dict[int, list[ClickFacts]] = {}
-    click_index = {}
-    for j in click_rows.tolist():
-        cf = ClickFacts(int(clicks.id[j]), int(sends.id[clicks.send[j]]), int(clicks.clicked[j]))
-        clicks_by_customer.setdefault(int(sends.customer[clicks.send[j]]), []).append(cf)
-        click_index[cf.click_id] = j
+def _recoveries(orders: OrderColumns, sends: SendColumns, clicks: ClickColumns, which: np.ndarray,
+                out: Matches) -> None:
+    """Orders that some send was triggered by (few: unpaid-order and cart reminders).
+
+    ``rules.reference_time``: a send sent at or before the placement is measured to the
+    placement, as for any order (``match`` has done that); only a send triggered by this order
+    (or its cart), of the same customer, sent after the placement and no later than the payment
+    adds touches, measured to the payment. Those few pairs are weighed here against the
+    decision at the placement, with ``rules.decide``'s key (rule, then latest touch, then id).
+    The chosen send is a recovery if this order triggered it, whichever time it was measured to."""
+    by_order: dict[int, list[int]] = {}
+    by_cart: dict[int, list[int]] = {}
+    for j, oid in zip(np.flatnonzero(sends.order >= 0).tolist(), sends.order[sends.order >= 0].tolist()):
+        by_order.setdefault(oid, []).append(j)
+    for j, cart in zip(np.flatnonzero(sends.cart >= 0).tolist(), sends.cart[sends.cart >= 0].tolist()):
+        by_cart.setdefault(cart, []).append(j)
+    trig = np.flatnonzero((sends.order >= 0) | (sends.cart >= 0))
+    clicks_of: dict[int, list[int]] = {}
+    if len(clicks):
+        for k in np.flatnonzero(np.isin(clicks.send, trig)).tolist():
+            clicks_of.setdefault(int(clicks.send[k]), []).append(k)
+
     for i in which.tolist():
-        cust = int(orders.customer[i])
-        d = decide(order_facts(orders, i, sends), by_customer.get(cust, []), clicks_by_customer.get(cust, []))
-        if d is None:
+        oid, cust, placed, paid = int(orders.id[i]), int(orders.customer[i]), int(orders.placed[i]), int(orders.paid[i])
+        cart = int(orders.cart[i])
+        mine = {j for j in by_order.get(oid, []) + (by_cart.get(cart, []) if cart >= 0 else [])
+                if sends.customer[j] == orders.customer[i]}
+        best = None                                # (key, rule, send, click, touch, window)
+        if out.rule[i] != NONE:
+            tie = int(clicks.id[out.click[i]]) if out.rule[i] == CLICK else int(sends.id[out.send[i]])
+            best = ((-int(out.rule[i]), int(out.touch[i]), tie), None)
+        for j in sorted(mine):
+            sent = int(sends.sent[j])
+            if placed >= sent or paid < sent:      # measured to the placement already, or not at all
+                continue
+            sid = int(sends.id[j])
+            cands = []
+            cw, kw, vw = int(sends.coupon_seconds[j]), int(sends.click_seconds[j]), int(sends.view_seconds[j])
+            if orders.coupon_send[i] == j and cw > 0 and paid <= sent + cw * 1000:
+                cands.append(((0, sent, sid), (COUPON, j, NONE, sent, cw)))
+            for k in clicks_of.get(j, []):
+                ck = int(clicks.clicked[k])
+                if kw > 0 and ck <= paid <= ck + kw * 1000:
+                    cands.append(((-1, ck, int(clicks.id[k])), (CLICK, j, k, ck, kw)))
+            dl = int(sends.delivered[j])
+            if dl >= 0 and vw > 0 and dl <= paid <= dl + vw * 1000:
+                cands.append(((-2, dl, sid), (VIEW, j, NONE, dl, vw)))
+            for key, what in cands:
+                if best is None or key > best[0]:
+                    best = (key, what)
+        if best is None:
             continue
-        out.rule[i] = {"coupon": COUPON, "click": CLICK, "view": VIEW}[d.rule]
-        out.send[i] = index_of[d.send_id]
-        out.click[i] = NONE if d.click_id is None else click_index[d.click_id]
-        out.touch[i], out.window[i] = d.touch_ms, d.window_seconds
-        out.basis[i] = BASIS_PAID if d.measured_from == "paid" else BASIS_PLACED
-        out.recovery[i] = d.recovery
+        if best[1] is not None:                    # a touch measured to the payment won
+            out.rule[i], out.send[i], out.click[i], out.touch[i], out.window[i] = best[1]
+            out.basis[i] = BASIS_PAID
+        out.recovery[i] = int(out.send[i]) in mine
 
 
 def send_facts(sends: SendColumns, i: int) -> SendFacts:

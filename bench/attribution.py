@@ -177,6 +177,15 @@ def late_batch(sessions, merchant_id: int, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- the timed child
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: Linux carries
+    ru_maxrss over fork and exec, so a child would report its parent's peak (the generator's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(url: str, merchant_ids: list[int], seed: int) -> None:
     from attribution.jobs import attribute_changed, attribute_merchant
     from engine.core.clock import FrozenClock
@@ -199,8 +208,7 @@ def child(url: str, merchant_ids: list[int], seed: int) -> None:
         for st in stats:
             for k, v in st.by_rule.items():
                 by_rule[k] = by_rule.get(k, 0) + v
-        out.append(dict(phase=name, seconds=seconds, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                        by_rule=by_rule, **total))
+        out.append(dict(phase=name, seconds=seconds, peak_rss_mb=peak_rss_mb(), by_rule=by_rule, **total))
         print(f"  {name:<22} {seconds:7.1f} s  {total}", file=sys.stderr, flush=True)
 
     phase("full run", attribute_merchant)
