@@ -73,6 +73,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
 
     init_web(app, picker=StoredPicker(), commission_rate_bp=settings.default_commission_rate_bp)
     recommend_operator.register(app)
+    # Money pages (#7 items 3-4): the merchant's results, attributed orders with their evidence
+    # and invoices; finance's close, ledger, adjustments, Stripe and exports (billing's finance
+    # blueprint replaces engine's placeholder). Attribution's pages read the ledger through
+    # billing's function, handed down (attribution must not import billing).
+    from attribution.web import merchant as attribution_merchant
+    from billing.web import finance as billing_finance
+    from billing.web import merchant as billing_merchant
+
+    billing_merchant.register(app)
+    attribution_merchant.register(app, ledger_of=billing_merchant.order_ledger)
+    billing_finance.register(app)
 
     @app.get("/healthz")
     def healthz():
@@ -202,6 +213,7 @@ def _schedule() -> tuple:
     time by ``app.py run-job NAME``."""
     from attribution.jobs import attribute_orders
     from billing import jobs as billing_jobs
+    from billing import rollup as billing_rollup
     from billing.contracts import ContractWindows
     from engine.campaigns import jobs as campaign_jobs
     from engine.campaigns.compose import Composer
@@ -253,6 +265,10 @@ def _schedule() -> tuple:
             "post commission to the ledger, invoice ended periods, push invoices to Stripe"),
         Job("process_stripe_events", billing_jobs.process_stripe_events, "interval", {"minutes": 1},
             "apply received Stripe webhooks (payments, failures, voids)"),
+        Job("refresh_dashboard_rollups", billing_rollup.refresh_rollups_job, "interval", {"minutes": 5},
+            "fold new attribution changes and ledger entries into the merchant dashboard's daily rollup"),
+        Job("refresh_lift_snapshots", billing_rollup.refresh_lifts_job, "cron", {"minute": 45},
+            "lift against the holdout per merchant, current and previous month, for the dashboard"),
     )
 
 

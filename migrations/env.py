@@ -7,6 +7,7 @@ from alembic import context
 
 import attribution.models  # noqa: F401  (each package's models register on the one Base)
 import billing.models  # noqa: F401
+import billing.rollup  # noqa: F401  (the dashboard's read models)
 import engine.models  # noqa: F401
 import recommend.models  # noqa: F401
 from engine.core.config import Settings

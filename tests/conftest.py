@@ -21,6 +21,7 @@ from engine.core.db import Base, make_engine, make_session_factory
 from engine.core.migrate import upgrade_to_head
 import attribution.models  # noqa: F401  (complete metadata for truncation)
 import billing.models  # noqa: F401
+import billing.rollup  # noqa: F401  (the dashboard's read models)
 import engine.models  # noqa: F401
 import recommend.models  # noqa: F401
 

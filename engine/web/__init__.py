@@ -57,7 +57,7 @@ def add_nav(app: Flask, role: str, endpoint: str, label) -> None:
 
 def init_web(app: Flask, *, picker: ProductPicker, commission_rate_bp: int,
              throttle: ThrottlePolicy | None = None) -> None:
-    from engine.web import auth, finance, merchant, operator
+    from engine.web import auth, merchant, operator
     from engine.web.i18n import init_i18n
 
     rt = app.extensions["engine_runtime"]
@@ -67,7 +67,9 @@ def init_web(app: Flask, *, picker: ProductPicker, commission_rate_bp: int,
     init_i18n(app)
     from engine.web import campaigns
 
-    for bp in (assets, auth.bp, operator.bp, campaigns.bp, merchant.bp, finance.bp):
+    # Finance's pages are billing's (billing/web/finance.py, registered by app.py): engine
+    # knows no ledger.
+    for bp in (assets, auth.bp, operator.bp, campaigns.bp, merchant.bp):
         app.register_blueprint(bp)
     from flask_babel import lazy_gettext as _l
 
@@ -75,7 +77,6 @@ def init_web(app: Flask, *, picker: ProductPicker, commission_rate_bp: int,
     add_nav(app, "operator", "operator.send_log", _l("Send log"))
     add_nav(app, "operator", "operator.job_runs", _l("Job runs"))
     add_nav(app, "merchant", "merchant.dashboard", _l("Dashboard"))
-    add_nav(app, "finance", "finance.dashboard", _l("Overview"))
 
     from engine.web.labels import JINJA_GLOBALS
 

@@ -57,11 +57,21 @@ ALLOWED_ANSWER = {
     ("campaigns.new", "POST"): 422,              # empty form: refused with its problems
     ("campaigns.edit", "POST"): 422,
     ("campaigns.transition", "POST"): 400,       # no target status
+    # money pages: the sample ids name nothing (tests/web/test_merchant_portal.py and
+    # test_finance_pages.py open real ones)
+    ("attributed.evidence", "GET"): 404,
+    ("money.invoice", "GET"): 404,
+    ("money.invoice_print", "GET"): 404,
+    ("money.invoice_csv", "GET"): 404,
+    ("finance.adjustment_create", "POST"): 422,  # empty form: refused with its problems
+    ("finance.adjustment_approve", "POST"): 404,
+    ("finance.adjustment_reject", "POST"): 404,
 }
 # Values for URL arguments; an argument missing here fails the test so it gets a sample.
 def _args(world):
     return {"merchant_id": world["merchant"], "campaign_id": world["campaign"], "filename": "app.css",
-            "token": "not-a-valid-token", "resource": "customers"}
+            "token": "not-a-valid-token", "resource": "customers", "ref": "att_doesnotexist",
+            "invoice_id": "inv_doesnotexist", "adjustment_id": "adj_doesnotexist", "period": "2026-10"}
 
 
 @pytest.fixture
@@ -148,7 +158,7 @@ def test_every_route_answers_every_role_as_designed(app, world):
 
 def test_the_walk_covers_each_role_blueprint(app):
     blueprints = {r.endpoint.rsplit(".", 1)[0] for r in app.url_map.iter_rules() if "." in r.endpoint}
-    assert {"operator", "campaigns", "models", "merchant", "finance"} <= blueprints & set(role_blueprints())
+    assert {"operator", "campaigns", "models", "merchant", "finance", "money", "attributed"} <= blueprints & set(role_blueprints())
 
 
 def test_merchant_pages_with_another_merchants_ids_are_not_found(app, world):

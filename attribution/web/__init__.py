@@ -1,0 +1,1 @@
+"""Attribution's pages in the merchant portal: attributed orders and the evidence of each."""
