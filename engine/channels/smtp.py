@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
+import time
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, parseaddr
@@ -87,15 +89,29 @@ def _reply_text(resp: bytes | str) -> str:
     return resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
 
 
+class _Connection:
+    __slots__ = ("smtp", "sent", "last_used")
+
+    def __init__(self, smtp: smtplib.SMTP):
+        self.smtp = smtp
+        self.sent = 0
+        self.last_used = time.monotonic()
+
+
 class SmtpChannel:
-    """Sends one email per connection (simple and failure-isolated; volume is modest)."""
+    """Sends email over one kept-open connection per thread, reused for up to
+    ``max_per_connection`` messages and ``idle_seconds`` between them (opening a connection per
+    message cost more than the message itself). A reused connection the server closed in the
+    meantime fails before DATA, which is a clean "not sent": that send is tried once more on a
+    fresh connection. Anything that breaks after DATA was issued drops the connection and is
+    "unknown", as before."""
 
     safe_to_retry_unknown = False
 
     def __init__(self, host: str, port: int, *, username: str | None = None,
                  password: str | None = None, starttls: bool = False, timeout: float = 10,
                  local_hostname: str | None = None, ssl_context: ssl.SSLContext | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, max_per_connection: int = 100, idle_seconds: float = 20):
         self.host = host
         self.port = port
         self.username = username
@@ -105,7 +121,55 @@ class SmtpChannel:
         self.local_hostname = local_hostname
         self.ssl_context = ssl_context
         self.clock = clock or SystemClock()
+        self.max_per_connection = max_per_connection
+        self.idle_seconds = idle_seconds
+        self._local = threading.local()
 
+    # --- the kept connection ------------------------------------------------------------
+    def _open(self) -> _Connection:
+        smtp = smtplib.SMTP(timeout=self.timeout, local_hostname=self.local_hostname)
+        try:
+            smtp.connect(self.host, self.port)
+            smtp.ehlo_or_helo_if_needed()
+            if self.starttls:
+                smtp.starttls(context=self.ssl_context or ssl.create_default_context())
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self.password or "")
+        except BaseException:
+            self._close(smtp, polite=False)
+            raise
+        return _Connection(smtp)
+
+    def _connection(self) -> _Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and (conn.sent >= self.max_per_connection
+                                 or time.monotonic() - conn.last_used > self.idle_seconds):
+            self.close()
+            conn = None
+        if conn is None:
+            conn = self._local.conn = self._open()
+        return conn
+
+    def _drop(self, *, polite: bool) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            self._close(conn.smtp, polite=polite)
+
+    def close(self) -> None:
+        """Say goodbye on this thread's connection (if any)."""
+        self._drop(polite=True)
+
+    @staticmethod
+    def _reset(smtp: smtplib.SMTP) -> None:
+        # After a refused MAIL or RCPT the transaction must be reset before the next one.
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            pass
+
+    # --- one message -----------------------------------------------------------------------
     def send(self, message: OutboundMessage) -> SendResult:
         try:
             email = build_email(message, now_header=format_datetime(self.clock.now(), usegmt=True))
@@ -119,45 +183,56 @@ class SmtpChannel:
             return SendResult.permanent(f"cannot build email: {exc}")
         if not recipient:
             return SendResult.permanent(f"no recipient address in {message.to!r}")
+        result = self._attempt(message, sender, recipient, payload, may_retry=True)
+        return result
 
-        smtp = smtplib.SMTP(timeout=self.timeout, local_hostname=self.local_hostname)
+    def _attempt(self, message: OutboundMessage, sender: str, recipient: str, payload: bytes, *,
+                 may_retry: bool) -> SendResult:
         in_data = False
-        broken = False  # the connection failed under us: skip the courtesy QUIT
+        reused = False
         try:
-            smtp.connect(self.host, self.port)
-            smtp.ehlo_or_helo_if_needed()
-            if self.starttls:
-                smtp.starttls(context=self.ssl_context or ssl.create_default_context())
-                smtp.ehlo()
-            if self.username:
-                smtp.login(self.username, self.password or "")
+            conn = self._connection()
+            reused = conn.sent > 0
+            smtp = conn.smtp
             code, resp = smtp.mail(sender)
             if code != 250:
+                self._reset(smtp)
                 return _by_code(code, _reply_text(resp), in_data=False)
             code, resp = smtp.rcpt(recipient)
             if code not in (250, 251):
+                self._reset(smtp)
                 return _by_code(code, _reply_text(resp), in_data=False)
             # From here until the final reply the server may have the message: any break is
             # "unknown". smtplib.data raises SMTPDataError if DATA itself is refused (no 354).
             in_data = True
             code, resp = smtp.data(payload)
+            conn.sent += 1
+            conn.last_used = time.monotonic()
             if code != 250:
                 return _by_code(code, _reply_text(resp), in_data=True)
             return SendResult.accepted(message_id_for(message.send_id, message.from_))
         except smtplib.SMTPResponseException as exc:
             # An explicit reply (including refused DATA, refused greeting, failed AUTH) tells us
-            # the server did not take the message, whatever the phase.
+            # the server did not take the message, whatever the phase. 421 closes the session.
+            if exc.smtp_code == 421:
+                self._drop(polite=False)
+            else:
+                conn = getattr(self._local, "conn", None)
+                if conn is not None:
+                    self._reset(conn.smtp)
             return _by_code(exc.smtp_code, _reply_text(exc.smtp_error), in_data=False)
         except smtplib.SMTPNotSupportedError as exc:
             # e.g. STARTTLS required by our settings but not offered: a configuration problem.
+            self._drop(polite=False)
             return SendResult.permanent(f"smtp: {exc}")
         except (smtplib.SMTPException, OSError) as exc:
             # SMTPServerDisconnected, socket timeouts, refused or reset connections.
-            broken = True
+            self._drop(polite=False)
+            if reused and not in_data and may_retry:
+                # The server closed a kept connection while it sat idle: nothing was sent.
+                return self._attempt(message, sender, recipient, payload, may_retry=False)
             what = f"smtp {type(exc).__name__}: {exc}"
             return SendResult.unknown(what) if in_data else SendResult.transient(what)
-        finally:
-            self._close(smtp, polite=not broken)
 
     @staticmethod
     def _close(smtp: smtplib.SMTP, *, polite: bool) -> None:

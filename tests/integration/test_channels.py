@@ -128,6 +128,34 @@ def test_connection_dropped_after_data_is_unknown_and_not_resent(smtp_server, sm
     assert SmtpChannel.safe_to_retry_unknown is False
 
 
+def test_one_connection_carries_many_messages_and_a_refusal_does_not_break_it(smtp_server, smtp):
+    smtp_server.refuse_recipient("bad@example.com")
+    assert smtp.send(email("snd_a")).status == ACCEPTED
+    conn = smtp._local.conn
+    assert smtp.send(email("snd_b", to="bad@example.com")).status == FAILED_PERMANENT
+    assert smtp.send(email("snd_c")).status == ACCEPTED
+    assert smtp._local.conn is conn and conn.sent == 2
+    assert [m["Message-ID"] for m in smtp_server.messages] == ["<snd_a@shop.example.com>", "<snd_c@shop.example.com>"]
+
+
+def test_a_kept_connection_closed_by_the_server_is_replaced_before_data(smtp_server, smtp):
+    assert smtp.send(email("snd_a")).status == ACCEPTED
+    smtp._local.conn.smtp.sock.close()          # the server hung up while the connection sat idle
+    assert smtp.send(email("snd_b")).status == ACCEPTED
+    assert len(smtp_server.received) == 2
+
+
+def test_connections_are_renewed_after_the_per_connection_limit(smtp_server):
+    channel = SmtpChannel(smtp_server.host, smtp_server.port, timeout=2, max_per_connection=2)
+    seen = []    # the connection objects themselves: ids of freed objects can be reused
+    for i in range(5):
+        assert channel.send(email(f"snd_{i}")).status == ACCEPTED
+        if not any(c is channel._local.conn for c in seen):
+            seen.append(channel._local.conn)
+    channel.close()
+    assert len(seen) == 3 and len(smtp_server.received) == 5
+
+
 def test_smtp_server_not_listening_is_transient(smtp_server):
     port = smtp_server.port
     smtp_server.stop()
