@@ -346,14 +346,21 @@ def serve(host: str, port: int) -> None:
 
 
 def _demo_after_load(rt: Runtime, merchant_id: int, progress: bool) -> None:
-    """The demo's later stages. The demo's "now" is the day after its data ends (2018-01-02),
-    not today: the data set is a replay of 2017."""
-    from datetime import datetime, timezone
-
+    """The demo's later stages. The data set is a replay of 2017: the models are trained and
+    scored as of the replay's start (2017-11-06, so they know nothing after it), then four weeks
+    are replayed with the scheduler's jobs, sending to local servers (engine/demo/replay.py)."""
+    from engine.demo import cli as demo_cli
+    from engine.demo.replay import replay
     from recommend.cli import train_and_score
+    from recommend.picker import StoredPicker
 
-    click.echo("\ntraining and scoring the demo merchant as of 2018-01-02 (the day after its data ends)")
-    train_and_score(rt, merchant_id, now=datetime(2018, 1, 2, tzinfo=timezone.utc), progress=progress)
+    start, end = demo_cli.REPLAY_START, demo_cli.REPLAY_END
+    click.echo(f"\ntraining and scoring the demo merchant as of {start:%Y-%m-%d %H:%M} UTC (the replay's start)")
+    train_and_score(rt, merchant_id, now=start, progress=progress)
+    click.echo(f"\nreplaying {start:%Y-%m-%d} to {end:%Y-%m-%d}: campaigns planned and sent to local SMTP and SMS servers")
+    report = replay(rt, merchant_id, start=start, end=end, picker=StoredPicker(),
+                    progress=demo_cli.replay_progress(progress))
+    demo_cli.print_replay_report(report)
 
 
 def _register_commands() -> None:
