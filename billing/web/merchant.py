@@ -53,24 +53,24 @@ def _months_back(key: str, n: int) -> list[str]:
 
 
 def dashboard_figures(session: Session, merchant_id: int, month: str) -> dict:
-    """Everything the dashboard shows for ``month`` and the eleven months before it."""
+    """Everything the dashboard shows for ``month`` and the eleven months before it: totals per
+    day for the year (summed in SQL), detail by campaign and kind for the month only."""
     months = _months_back(month, 12)
     first_day, _last = _month_days(months[0])
     m_first, m_last = _month_days(month)
-    figures = rollup.daily_figures(session, merchant_id, first_day, m_last)
     per_month = {k: [0, 0, 0] for k in months}
-    per_day = {m_first + timedelta(days=i): [0, 0, 0] for i in range((m_last - m_first).days + 1)}
-    by_campaign: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
-    by_kind = {k: [0, 0, 0] for k in KINDS}
-    for (_mid, day, cid, kind), vals in figures.items():
+    for day, vals in rollup.daily_figures(session, merchant_id, first_day, m_last, by_campaign_kind=False).items():
         bucket = per_month.get(day.strftime("%Y-%m"))
         if bucket is not None:
             for i in range(3):
                 bucket[i] += vals[i]
-        if m_first <= day <= m_last:
-            for acc in (per_day[day], by_campaign[cid], by_kind.setdefault(kind, [0, 0, 0])):
-                for i in range(3):
-                    acc[i] += vals[i]
+    per_day = {m_first + timedelta(days=i): [0, 0, 0] for i in range((m_last - m_first).days + 1)}
+    by_campaign: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    by_kind = {k: [0, 0, 0] for k in KINDS}
+    for (_mid, day, cid, kind), vals in rollup.daily_figures(session, merchant_id, m_first, m_last).items():
+        for acc in (per_day[day], by_campaign[cid], by_kind.setdefault(kind, [0, 0, 0])):
+            for i in range(3):
+                acc[i] += vals[i]
     names = dict(session.execute(select(Campaign.id, Campaign.name).where(Campaign.merchant_id == merchant_id)).all())
     total = [sum(v[i] for v in by_kind.values()) for i in range(3)]
     return dict(per_month=per_month, per_day=per_day, total=total, by_kind=by_kind,
