@@ -182,8 +182,8 @@ def replenishment(session: Session, c: Campaign, now: datetime) -> list[Target]:
 def due_intervals(events, *, now_s: float, min_gaps: int, lo_s: float, hi_s: float, before_s: float,
                   after_s: float) -> list[tuple[int, int, float, float, int]]:
     """Pure: from (customer, product, paid epoch seconds) events, the pairs due now, as
-    (customer, product, last purchase s, median interval s, gaps). Gaps under a day (the same
-    product twice in one order, or twice a day) are one purchase, not a gap."""
+    (customer, product, last purchase s, median interval s, gaps). A purchase under a day after
+    the previous one (the same product twice in one order, or twice a day) is the same purchase."""
     if not events:
         return []
     # column by column: NumPy converting a list of database rows directly is ten times slower
@@ -197,9 +197,13 @@ def due_intervals(events, *, now_s: float, min_gaps: int, lo_s: float, hi_s: flo
     new_pair[1:] = (cu[1:] != cu[:-1]) | (pr[1:] != pr[:-1])
     pair_id = np.cumsum(new_pair) - 1
     last_idx = np.r_[np.flatnonzero(new_pair)[1:] - 1, len(t) - 1]  # each pair's last (latest) event
-    gap = np.diff(t)
-    keep = ~new_pair[1:] & (gap >= DAY)
-    g_pair, g = pair_id[1:][keep], gap[keep]
+    # a purchase less than a day after the previous one is the same shopping trip: dropped, so
+    # that the next gap runs from the trip's first purchase
+    trip = new_pair.copy()
+    trip[1:] |= np.diff(t) >= DAY
+    t_k, pair_k, first_k = t[trip], pair_id[trip], new_pair[trip]
+    keep = ~first_k[1:]
+    g_pair, g = pair_k[1:][keep], np.diff(t_k)[keep]
     o = np.lexsort((g, g_pair))
     g_pair, g = g_pair[o], g[o]
     counts = np.bincount(g_pair, minlength=len(last_idx))

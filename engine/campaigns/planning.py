@@ -85,7 +85,10 @@ def broadcast_due(session: Session, campaign: Campaign, now: datetime) -> bool:
     """A broadcast is planned once, by the first trigger scan at or after ``schedule.send_at``
     and within ``late_hours`` (default 24) of it: a scheduler down longer than that does not
     send a stale holiday message. Once any send of it exists it has been planned."""
-    at = datetime.fromisoformat(str(campaign.schedule["send_at"]).replace("Z", "+00:00"))
+    raw = campaign.schedule.get("send_at")
+    if not raw:
+        return False   # the service refuses such a campaign; one written around it never sends
+    at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     if not at <= now < at + timedelta(hours=int(campaign.schedule.get("late_hours", 24))):
         return False
     return session.scalar(select(Send.id).where(Send.campaign_id == campaign.id).limit(1)) is None

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from engine.campaigns.audiences import targets_for
+from engine.campaigns.audiences import DAY, due_intervals, targets_for
 from engine.campaigns.models import Campaign, Send
 from engine.campaigns.planning import plan_campaign
 from engine.commerce.models import Customer, Product
@@ -214,3 +214,19 @@ def test_low_frequency_and_unpaid_orders_read_facts_as_of_now(sessions, mid):
     unpaid = make_campaign(sessions, mid, "unpaid_order")
     assert keys(sessions, unpaid, D) == ["order:u1"]
     assert keys(sessions, unpaid, D + timedelta(hours=4)) == []
+
+
+def test_due_intervals_median_of_own_gaps_same_day_repeats_are_one_purchase():
+    """Pure: (customer, product, paid epoch seconds) -> due pairs with their median interval."""
+    now = 100 * DAY
+    ev = [(1, 7, now - 40 * DAY), (1, 7, now - 30 * DAY), (1, 7, now - 30 * DAY + 3600),  # same day: one
+          (1, 7, now - 10 * DAY),                                                          # gaps 10, 20 -> 15
+          (2, 7, now - 9 * DAY), (2, 7, now - 8 * DAY), (2, 7, now - 1 * DAY),             # gaps 1, 7 -> 4
+          (3, 8, now - 50 * DAY)]                                                          # once: no rhythm
+    got = due_intervals(ev, now_s=now, min_gaps=1, lo_s=0, hi_s=90 * DAY, before_s=2 * DAY, after_s=6 * DAY)
+    assert got == [(1, 7, now - 10 * DAY, 15 * DAY, 2), (2, 7, now - 1 * DAY, 4 * DAY, 2)]
+    # customer 1 is due at now + 5 days, customer 2 at now + 3: a four-day window ahead sees only 2
+    assert due_intervals(ev, now_s=now, min_gaps=1, lo_s=0, hi_s=90 * DAY, before_s=2 * DAY, after_s=4 * DAY) == \
+        [(2, 7, now - 1 * DAY, 4 * DAY, 2)]
+    assert due_intervals(ev, now_s=now, min_gaps=2, lo_s=7 * DAY, hi_s=90 * DAY, before_s=2 * DAY,
+                         after_s=6 * DAY) == [(1, 7, now - 10 * DAY, 15 * DAY, 2)]
