@@ -7,9 +7,10 @@
 For each database: a fresh migrated database (bench/_dbs.py) is bulk-loaded (COPY on
 PostgreSQL, executemany on SQLite; secondary indexes rebuilt and the tables analysed after) with
 one merchant's year (2025-11-23 .. 2026-11-21, America/New_York, USD): six campaigns, customers,
-one delivered send per attributed order plus holdout sends (a tenth), the orders, their current
-attributions (``order_attributions``) and change records (an attribute per order, refunds on ~5%,
-withdrawals on ~1%). Then, timed: ``billing.jobs.run_billing`` (posts the ledger, invoices every
+one delivered send per order plus holdout sends (a tenth), the orders (``--orders`` currently
+attributed, exactly, plus 1% more whose attribution was withdrawn), their current attributions
+(``order_attributions``) and change records (an attribute per order, refunds on ~5%, a withdraw
+on the 1%). Then, timed: ``billing.jobs.run_billing`` (posts the ledger, invoices every
 ended month), the dashboard rollup's first fold (``billing.rollup.refresh_rollups``), an
 incremental fold, and the lift snapshot of the current month (the hourly job's work per merchant).
 
@@ -60,6 +61,7 @@ def generate(n: int, seed: int) -> dict[str, dict]:
     """Every table as columns (kind, values), kinds of ``bench._attribution_data``."""
     rng = np.random.default_rng(seed)
     c = lambda v: ("const", v)  # noqa: E731
+    n_attributed, n = n, n + n // 100       # a further 1% of orders were attributed, then withdrawn
     n_cust = max(n // 4, 1)
     cust = np.arange(1, n_cust + 1, dtype=np.int64)
     o_id = np.arange(1, n + 1, dtype=np.int64)
@@ -76,8 +78,10 @@ def generate(n: int, seed: int) -> dict[str, dict]:
     window = np.where(rule == "coupon", 30 * 86400, np.where(rule == "click", 5 * 86400, 86400))
 
     # changes: attribute on all; a partial refund on ~5%; a withdrawal on ~1% (no current row)
+    w_idx = np.sort(rng.choice(n, n - n_attributed, replace=False))
     v = rng.random(n)
-    r_idx, w_idx = np.flatnonzero(v < 0.05), np.flatnonzero((v >= 0.05) & (v < 0.06))
+    v[w_idx] = 1.0
+    r_idx = np.flatnonzero(v < 0.05)
     last = _ms(NOW) - MS_H
     r_cut = np.maximum(amount[r_idx] * rng.integers(10, 90, len(r_idx)) // 100, 1)
     r_at = np.minimum(paid[r_idx] + rng.integers(MS_D, 30 * MS_D, len(r_idx)), last)

@@ -30,7 +30,7 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, Date, ForeignKey, Integer, String, case, func, select, text
+from sqlalchemy import JSON, Date, ForeignKey, Integer, String, case, func, literal_column, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from attribution.models import AttributionChange
@@ -83,13 +83,21 @@ LE = LedgerEntry.__table__
 Key = tuple[int, date, int, str]          # merchant, day, campaign, kind
 
 
+def _const(n: int):
+    """The cursor inlined as a constant, not a bind parameter. With a parameter PostgreSQL
+    (psycopg prepares repeated statements) settles on a generic plan that guesses a third of
+    the table lies past the cursor and hash-joins a million changes for an empty tail; with the
+    constant it sees (index endpoint lookup) that the tail is tiny. An int, so nothing to escape."""
+    return literal_column(str(int(n)))
+
+
 def _change_rows(session: Session, lo: int, hi: int | None, merchant_id: int | None):
     bucket = (epoch_ms(CH.c.effective_at) // QUARTER_MS).label("q")
     orders = func.sum(case((CH.c.change == "attribute", 1), (CH.c.change == "withdraw", -1), else_=0))
     q = (select(CH.c.merchant_id, bucket, CH.c.campaign_id, CH.c.kind, orders, func.sum(CH.c.gmv_delta))
-         .where(CH.c.id > lo).group_by(CH.c.merchant_id, bucket, CH.c.campaign_id, CH.c.kind))
+         .where(CH.c.id > _const(lo)).group_by(CH.c.merchant_id, bucket, CH.c.campaign_id, CH.c.kind))
     if hi is not None:
-        q = q.where(CH.c.id <= hi)
+        q = q.where(CH.c.id <= _const(hi))
     if merchant_id is not None:
         q = q.where(CH.c.merchant_id == merchant_id)
     return session.execute(q)
@@ -99,10 +107,10 @@ def _entry_rows(session: Session, lo: int, hi: int | None, merchant_id: int | No
     bucket = (epoch_ms(LE.c.effective_at) // QUARTER_MS).label("q")
     q = (select(LE.c.merchant_id, bucket, CH.c.campaign_id, CH.c.kind, func.sum(LE.c.amount))
          .select_from(LE.join(CH, CH.c.id == LE.c.change_id))
-         .where(LE.c.id > lo, LE.c.entry_type != "adjustment")
+         .where(LE.c.id > _const(lo), LE.c.entry_type != "adjustment")
          .group_by(LE.c.merchant_id, bucket, CH.c.campaign_id, CH.c.kind))
     if hi is not None:
-        q = q.where(LE.c.id <= hi)
+        q = q.where(LE.c.id <= _const(hi))
     if merchant_id is not None:
         q = q.where(LE.c.merchant_id == merchant_id)
     return session.execute(q)
