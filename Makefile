@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+DEMO_PORT ?= 8000
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: venv demo test test-sqlite migrate serve bench clean i18n chromium test-browser
@@ -21,6 +22,10 @@ $(STAMP): pyproject.toml
 # merchant and prints a summary.
 demo: venv
 	$(BIN)/python app.py demo
+	@if [ "$(SERVE)" != "0" ]; then \
+		echo "serving the demo merchant at http://127.0.0.1:$(DEMO_PORT)/ (Ctrl-C stops it; SERVE=0 skips this step)"; \
+		$(BIN)/python app.py serve --host 127.0.0.1 --port $(DEMO_PORT); \
+	fi
 
 # Every database test runs on SQLite and on PostgreSQL (TEST_POSTGRES_URL, default the local
 # server); the run fails if PostgreSQL is unreachable. TEST_DATABASES=sqlite to skip it knowingly.

@@ -361,6 +361,54 @@ def _demo_after_load(rt: Runtime, merchant_id: int, progress: bool) -> None:
     report = replay(rt, merchant_id, start=start, end=end, picker=StoredPicker(),
                     progress=demo_cli.replay_progress(progress))
     demo_cli.print_replay_report(report)
+    _demo_money(rt, merchant_id, start=start, end=end, progress=progress)
+
+
+DEMO_PASSWORD = "demo-only-password"
+DEMO_USERS = (("operator@demo.example.test", "operator"), ("merchant@demo-cj.example.test", "merchant"),
+              ("finance@demo.example.test", "finance"), ("finance2@demo.example.test", "finance"))
+
+
+def _demo_money(rt: Runtime, merchant_id: int, *, start, end, progress: bool) -> None:
+    """Attribution and billing of the replay: simulated deliveries and clicks (marked as such),
+    the real later orders attributed, lift per campaign, the contract, monthly invoices pushed to
+    a local Stripe server, the merchant dashboard's rollups, and the demo logins."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from attribution.demo import attribute_and_report, simulate_engagement
+    from billing import rollup
+    from billing.contracts import ContractWindows
+    from billing.demo import ensure_contract, invoice_and_push
+    from billing.rules import period_of
+    from engine.tenancy.models import Merchant, Role, User
+    from engine.tenancy.services import create_user
+
+    receipts, clicks = simulate_engagement(rt, merchant_id, start=start, end=end)
+    click.echo(f"\nsimulated shopper behaviour (not real): {receipts} delivery receipt(s), {clicks} click(s)")
+    ensure_contract(rt, merchant_id, since=start)
+    click.echo("attributing the demo merchant's real later orders to the replayed sends")
+    attribute_and_report(rt, merchant_id, windows=ContractWindows(), start=start, end=end, echo=click.echo)
+    billed_at = datetime(2018, 2, 1, 12, tzinfo=timezone.utc)
+    click.echo(f"\nbilling as of {billed_at:%Y-%m-%d}: ledger, monthly invoices, pushed to a local Stripe server")
+    invoice_and_push(rt, merchant_id, now=billed_at, echo=click.echo)
+    with unit_of_work(rt.sessions) as s:
+        rollup.refresh_rollups(s, now=billed_at)
+        tz = s.get(Merchant, merchant_id).timezone
+        months = sorted({period_of(start, tz), period_of(end, tz)})
+    for key in months:
+        with unit_of_work(rt.sessions) as s:
+            rollup.refresh_lift(s, merchant_id, key, now=billed_at)
+    with unit_of_work(rt.sessions) as s:
+        merchant = s.get(Merchant, merchant_id)
+        for email, role in DEMO_USERS:
+            if s.scalar(select(User.id).where(User.email == email)) is None:
+                create_user(s, email=email, password=DEMO_PASSWORD, role=Role(role),
+                            merchant=merchant if role == "merchant" else None, now=rt.clock.now())
+    click.echo("\ndemo logins (password for all: " + DEMO_PASSWORD + "):")
+    for email, role in DEMO_USERS:
+        click.echo(f"  {role:<9} {email}")
 
 
 def _register_commands() -> None:
