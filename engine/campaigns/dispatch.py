@@ -93,6 +93,26 @@ def exit_reason(session: Session, send: Send, now: datetime | None = None) -> st
     return None
 
 
+def preload(session: Session, sends: list[Send]) -> list:
+    """Load what checking and building a batch reads (customers, campaigns, merchants, the
+    orders and carts of recovery sends, the products shown) in one query per table, and return
+    them: the caller holds the list, because the session's identity map only keeps objects
+    something else refers to, and ``session.get`` then finds them without a query per send."""
+    if not sends:
+        return []
+    from engine.commerce.models import Product
+    from engine.tenancy.models import Merchant
+
+    def load(model, ids):
+        ids = sorted({i for i in ids if i is not None})
+        return list(session.scalars(select(model).where(model.id.in_(ids)))) if ids else []
+
+    with session.no_autoflush:
+        return (load(Customer, (x.customer_id for x in sends)) + load(Campaign, (x.campaign_id for x in sends))
+                + load(Merchant, (x.merchant_id for x in sends)) + load(Order, (x.order_id for x in sends))
+                + load(Cart, (x.cart_id for x in sends)) + load(Product, (p for x in sends for p in x.picks or [])))
+
+
 def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel], builder: MessageBuilder, *,
                   clock: Clock, worker: str, limit: int = 100, rng: random.Random | None = None,
                   sleep: Callable[[float], None] | None = None) -> DispatchStats:
@@ -104,7 +124,9 @@ def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel],
     # One transaction checks and builds the whole batch (shared lookups stay in one session)...
     ready: list[tuple[int, str, OutboundMessage]] = []
     with unit_of_work(sessions) as s:
-        for send in s.scalars(select(Send).where(Send.id.in_(ids)).order_by(Send.id)) if ids else []:
+        batch = list(s.scalars(select(Send).where(Send.id.in_(ids)).order_by(Send.id))) if ids else []
+        pinned = preload(s, batch)  # noqa: F841 - held so the identity map keeps them for the batch
+        for send in batch:
             reason = exit_reason(s, send, clock.now())
             if reason is not None:
                 send.status = send_transition("sending", "suppressed")  # stopped before the channel was called
