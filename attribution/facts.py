@@ -2,7 +2,7 @@
 (``attribution.matching``): their orders, their sent or delivered sends (holdout, suppressed
 and failed sends are not touches and are never read), and the clicks on those sends.
 
-Times arrive as integer milliseconds computed by the database (``epoch_ms``). Each send gets
+Times arrive as integer milliseconds computed by the database (``ms``). Each send gets
 the windows in force when it was sent, from the merchant's windows timeline. A click or a
 delivery stamped before its send is clamped to the send (see ``attribution.rules``).
 """
@@ -105,18 +105,23 @@ def _windows_per_send(timeline: Timeline, ch: np.ndarray, sent: np.ndarray) -> t
 _BATCH = 100_000
 
 
-def _rows(session: Session, stmt, width: int, text: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def _rows(session: Session, stmt, width: int, text: bool = False, limit: int | None = None):
     """A SELECT of ``width`` integer columns (and, with ``text``, one last text column) as an
     (n, width) int64 array (and an object array), sorted by the first column (the id).
 
     Rows come from the DBAPI cursor, ``_BATCH`` at a time (plain tuples: building Row objects
     cost more than the query itself on SQLite; batches bound the Python objects alive at once)
     and go to NumPy one batch per call. The database is not asked to sort: the customer index
-    hands rows over in customer order, and decisions must not depend on the order anyway."""
+    hands rows over in customer order, and decisions must not depend on the order anyway.
+    Past ``limit`` rows it gives up and returns None."""
     result = session.connection().execute(stmt)
     ints, texts = [np.zeros((0, width), dtype=np.int64)], [np.zeros(0, dtype=object)]
+    seen = 0
     try:
         while batch := result.cursor.fetchmany(_BATCH):
+            seen += len(batch)
+            if limit is not None and seen > limit:
+                return None
             if text:
                 both = np.array(batch, dtype=object).reshape(len(batch), width + 1)
                 ints.append(both[:, :width].astype(np.int64))
@@ -130,19 +135,68 @@ def _rows(session: Session, stmt, width: int, text: bool = False) -> tuple[np.nd
     return a[by_id], (np.concatenate(texts)[by_id] if text else None)
 
 
-def load_chunk(session: Session, merchant_id: int, customers: CustomerSet, timeline: Timeline) -> Chunk:
+def _touch_sends(session: Session, merchant_id: int, customers: CustomerSet | None, limit: int | None = None):
+    channel = case(*((Send.channel == c, i) for c, i in CHANNEL_CODE.items()), else_=-1)
+    merchant, status = Send.merchant_id, Send.status
+    if customers is None and session.get_bind().dialect.name == "sqlite":
+        # One pass over the table: SQLite would otherwise walk an index (by merchant or by
+        # status) and look every row up; an expression on the column is its way of saying no.
+        merchant, status = Send.merchant_id + 0, Send.status.concat("")
+    where = [merchant == merchant_id, status.in_(TOUCH_STATUSES), Send.sent_at.is_not(None)]
+    if customers is not None:
+        where.append(customers.where(session, Send.customer_id))
+    stmt = select(Send.id, Send.customer_id, ms(Send.sent_at), _or_none(ms(Send.delivered_at)), _or_none(Send.order_id),
+                  _or_none(Send.cart_id), Send.campaign_id, channel, Send.coupon_code).where(*where)
+    return _rows(session, stmt, 8, text=True, limit=limit)
+
+
+# A full run reads the merchant's touches once (``load_touches``) up to this many sends
+# (~100 bytes each in memory); beyond, each chunk reads its own, as an incremental run does.
+PREFETCH_LIMIT = 8_000_000
+
+
+@dataclass
+class Touches:
+    """Every touch send of one merchant, read in one pass for a full run: a chunk's customers
+    have sends on every page of the table (sends are written in time order), so reading them
+    chunk by chunk read the whole table once per chunk. Rows sorted by (customer, id)."""
+    rows: np.ndarray
+    codes: np.ndarray
+
+    def of(self, customers: CustomerSet) -> tuple[np.ndarray, np.ndarray]:
+        cust = self.rows[:, 1]
+        if customers.ids:
+            pick = np.flatnonzero(np.isin(cust, np.asarray(customers.ids, dtype=np.int64)))
+        else:
+            pick = np.arange(np.searchsorted(cust, customers.low, side="left"),
+                             np.searchsorted(cust, customers.high, side="right"))
+        part = self.rows[pick]
+        by_id = np.argsort(part[:, 0], kind="stable")
+        return part[by_id], self.codes[pick][by_id]
+
+
+def load_touches(session: Session, merchant_id: int, limit: int = PREFETCH_LIMIT) -> Touches | None:
+    """The merchant's touch sends in one pass, or None if there are more than ``limit``."""
+    got = _touch_sends(session, merchant_id, None, limit)
+    if got is None:
+        return None
+    s, codes = got
+    order = np.lexsort((s[:, 0], s[:, 1]))
+    return Touches(s[order], codes[order])
+
+
+def load_chunk(session: Session, merchant_id: int, customers: CustomerSet, timeline: Timeline,
+               touches: Touches | None = None) -> Chunk:
+    """The facts of ``customers``; their sends from ``touches`` if given (read earlier in the
+    run: a send changed since is seen by the next incremental run, whose cursor was taken
+    before), else from the database."""
     mine = Order.merchant_id == merchant_id, customers.where(session, Order.customer_id)
     o, o_code = _rows(session, select(
         Order.id, Order.customer_id, ms(Order.placed_at), _or_none(ms(Order.paid_at)),
         case((Order.cancelled_at.is_(None), 0), else_=1), _or_none(Order.cart_id), Order.merchandise_amount,
         Order.refunded_amount, Order.coupon_code).where(*mine), 8, text=True)
 
-    channel = case(*((Send.channel == c, i) for c, i in CHANNEL_CODE.items()), else_=-1)
-    touches = (Send.merchant_id == merchant_id, Send.status.in_(TOUCH_STATUSES), Send.sent_at.is_not(None),
-               customers.where(session, Send.customer_id))
-    s, s_code = _rows(session, select(
-        Send.id, Send.customer_id, ms(Send.sent_at), _or_none(ms(Send.delivered_at)), _or_none(Send.order_id),
-        _or_none(Send.cart_id), Send.campaign_id, channel, Send.coupon_code).where(*touches), 8, text=True)
+    s, s_code = touches.of(customers) if touches is not None else _touch_sends(session, merchant_id, customers)
     c, _ = _rows(session, select(Click.id, Click.send_id, ms(Click.clicked_at))
                  .where(Click.merchant_id == merchant_id, customers.where(session, Click.customer_id)), 3)
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 from sqlalchemy import select
 
-from attribution import runs
+from attribution import facts, runs
 from attribution.services import RunStats, attribute_customers
 from attribution.windows import DefaultWindows, WindowsSource
 from engine.core.db import unit_of_work
@@ -18,14 +18,19 @@ from engine.tenancy.models import Merchant
 Progress = Callable[[int, int], None]
 
 
-def _over(rt: Runtime, merchant_id: int, chunks, windows: WindowsSource, progress: Progress | None, **period) -> RunStats:
+def _over(rt: Runtime, merchant_id: int, chunks, windows: WindowsSource, progress: Progress | None, *,
+          every_customer: bool = False, **period) -> RunStats:
     total = RunStats()
     with unit_of_work(rt.sessions) as s:
         timeline = list(windows.timeline(s, merchant_id))
+        # Over every customer in several chunks, the sends are read once (see facts.Touches);
+        # called after the cursor's marks were taken, so nothing changed since is missed.
+        touches = facts.load_touches(s, merchant_id) if every_customer and len(chunks) > 1 else None
     now = rt.clock.now()
     for k, customers in enumerate(chunks, 1):
         with unit_of_work(rt.sessions) as s:
-            total.add(attribute_customers(s, merchant_id, customers, timeline=timeline, now=now, **period))
+            total.add(attribute_customers(s, merchant_id, customers, timeline=timeline, now=now, touches=touches,
+                                          **period))
         if progress:
             progress(k, len(chunks))
     return total
@@ -40,7 +45,8 @@ def attribute_merchant(rt: Runtime, merchant_id: int, *, windows: WindowsSource 
     with unit_of_work(rt.sessions) as s:
         marks = runs.high_marks(s, merchant_id)
         chunks = runs.all_customers(s, merchant_id, chunk_customers)
-    stats = _over(rt, merchant_id, chunks, windows, progress, placed_from=placed_from, placed_to=placed_to)
+    stats = _over(rt, merchant_id, chunks, windows, progress, every_customer=True, placed_from=placed_from,
+                  placed_to=placed_to)
     if placed_from is None and placed_to is None:
         with unit_of_work(rt.sessions) as s:
             runs.advance_cursor(s, merchant_id, marks, rt.clock.now())
@@ -54,9 +60,10 @@ def attribute_changed(rt: Runtime, merchant_id: int, *, windows: WindowsSource |
     with unit_of_work(rt.sessions) as s:
         marks = runs.high_marks(s, merchant_id)
         chunks = runs.changed_customers(s, merchant_id, runs.cursor_of(s, merchant_id), chunk_customers)
+        every_customer = chunks is None
         if chunks is None:
             chunks = runs.all_customers(s, merchant_id, chunk_customers)
-    stats = _over(rt, merchant_id, chunks, windows, progress)
+    stats = _over(rt, merchant_id, chunks, windows, progress, every_customer=every_customer)
     with unit_of_work(rt.sessions) as s:
         runs.advance_cursor(s, merchant_id, marks, rt.clock.now())
     return stats

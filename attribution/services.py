@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import JSON, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from attribution.facts import Chunk, CustomerSet, load_chunk, ms, ms_to_datetime
+from attribution.facts import Chunk, CustomerSet, Touches, load_chunk, ms, ms_to_datetime
 from attribution.matching import BASIS_PAID, NONE, first_purchase_mask, match
 from attribution.models import AttributionChange, OrderAttribution
 from attribution.windows import Timeline, windows_in_force
@@ -87,10 +87,11 @@ def _wanted(chunk: Chunk, m, first: np.ndarray, i: int) -> Wanted | None:
 
 
 def attribute_customers(session: Session, merchant_id: int, customers: CustomerSet, *, timeline: Timeline,
-                        now: datetime, placed_from: datetime | None = None, placed_to: datetime | None = None) -> RunStats:
+                        now: datetime, placed_from: datetime | None = None, placed_to: datetime | None = None,
+                        touches: Touches | None = None) -> RunStats:
     """Decide every order of ``customers`` (placed in [placed_from, placed_to) if given) and
-    record what changed."""
-    chunk = load_chunk(session, merchant_id, customers, timeline)
+    record what changed. ``touches``: the merchant's sends, if the run read them once already."""
+    chunk = load_chunk(session, merchant_id, customers, timeline, touches)
     stats = RunStats()
     n = len(chunk.orders)
     if n == 0:
