@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, exists, func, insert, literal, select
+from sqlalchemy import case, exists, func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from attribution.models import AttributionChange
@@ -29,29 +29,40 @@ K = Contract.__table__
 LE = LedgerEntry.__table__
 
 
+def _versions():
+    """Each contract version with the start of the next one (NULL for the last): the version in
+    force at payment is the one whose [effective_from, until) holds paid_at, version 1 also
+    everything before it. One hash join instead of a correlated MAX(version) per change (it ran
+    once per change, an index probe each: the larger part of posting's time). Equal to
+    ``contracts.in_force`` because versions start in version order (``save_contract``)."""
+    until = func.lead(K.c.effective_from).over(partition_by=K.c.merchant_id, order_by=K.c.version)
+    return select(K, until.label("until")).subquery("kv")
+
+
 def _posting_select(now: datetime, merchant_ids: list[int] | None):
-    k2 = K.alias("k2")
-    version_at_payment = (select(func.max(k2.c.version))
-                          .where(k2.c.merchant_id == CH.c.merchant_id, k2.c.effective_from <= ORD.c.paid_at)
-                          .scalar_subquery())
-    rate = case((CH.c.kind == "repurchase", K.c.rate_repurchase_bp), (CH.c.kind == "recovery", K.c.rate_recovery_bp),
-                else_=K.c.rate_first_purchase_bp)
+    kv = _versions()
+    in_force = ((kv.c.merchant_id == CH.c.merchant_id)
+                & ((kv.c.version == 1) | (kv.c.effective_from <= ORD.c.paid_at))
+                & (kv.c.until.is_(None) | (ORD.c.paid_at < kv.c.until)))
+    rate = case((CH.c.kind == "repurchase", kv.c.rate_repurchase_bp), (CH.c.kind == "recovery", kv.c.rate_recovery_bp),
+                else_=kv.c.rate_first_purchase_bp)
     before = CH.c.gmv_after - CH.c.gmv_delta
     amount = (CH.c.gmv_after * rate + 5000) // 10000 - (before * rate + 5000) // 10000
-    lock_end = add_days(ORD.c.paid_at, K.c.lock_days)
+    lock_end = add_days(ORD.c.paid_at, kv.c.lock_days)
     now_param = literal(now, UtcDateTime())
     billable = case((CH.c.change == "attribute", lock_end), else_=greatest(lock_end, CH.c.effective_at))
     entry_type = case((CH.c.change == "attribute", "accrual"), (CH.c.change == "refund", "reduction"),
                       else_="withdrawal")
-    q = (select(CH.c.merchant_id, entry_type, CH.c.id, CH.c.order_id, K.c.id, CH.c.kind, rate, CH.c.gmv_delta,
+    q = (select(CH.c.merchant_id, entry_type, CH.c.id, CH.c.order_id, kv.c.id, CH.c.kind, rate, CH.c.gmv_delta,
                 CH.c.gmv_after, amount, CH.c.currency, CH.c.effective_at, billable, now_param)
          .select_from(CH.join(ORD, ORD.c.id == CH.c.order_id)
-                      .join(K, (K.c.merchant_id == CH.c.merchant_id)
-                            & (K.c.version == func.coalesce(version_at_payment, 1))))
+                      .join(kv, in_force))
          .where(~exists().where(LE.c.change_id == CH.c.id)))
     if merchant_ids is not None:
         q = q.where(CH.c.merchant_id.in_(merchant_ids))
-    return q
+    # Entry ids follow change ids (an order's accrual before its refunds): invoicing tells a
+    # reversal by an accrual invoiced with a lower id, and the join order must not decide it.
+    return q.order_by(CH.c.id)
 
 
 def post_changes(session: Session, *, now: datetime, merchant_ids: list[int] | None = None) -> int:
@@ -59,6 +70,10 @@ def post_changes(session: Session, *, now: datetime, merchant_ids: list[int] | N
     Changes of merchants without a contract wait until one exists. Returns entries posted."""
     cols = ["merchant_id", "entry_type", "change_id", "order_id", "contract_id", "kind", "rate_bp", "gmv_delta",
             "gmv_after", "amount", "currency", "effective_at", "billable_at", "posted_at"]
+    if session.get_bind().dialect.name == "postgresql":
+        # The join and the sort by change id hold every new change: at PostgreSQL's default 4 MB
+        # they spill to disk in batches (27 MB for 200,000 changes). For this transaction only.
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     # preserve_rowcount: SQLAlchemy otherwise reports -1 for INSERT ... SELECT on psycopg.
     result = session.connection().execute(insert(LE).from_select(cols, _posting_select(now, merchant_ids))
                                           .execution_options(preserve_rowcount=True))
