@@ -214,7 +214,7 @@ def _schedule() -> tuple:
     from attribution.jobs import attribute_orders
     from billing import jobs as billing_jobs
     from billing import rollup as billing_rollup
-    from billing.contracts import ContractWindows
+    from billing.contracts import ContractRates, ContractWindows
     from engine.campaigns import jobs as campaign_jobs
     from engine.campaigns.compose import Composer
     from engine.core.scheduling import Job
@@ -222,11 +222,13 @@ def _schedule() -> tuple:
 
     def plan_triggered(rt: Runtime) -> str:
         return campaign_jobs.plan_campaigns(rt, StoredPicker(), kinds=campaign_jobs.TRIGGER_KINDS,
-                                            commission_rate_bp=rt.settings.default_commission_rate_bp)
+                                            commission_rate_bp=rt.settings.default_commission_rate_bp,
+                                            rates=ContractRates())
 
     def plan_daily(rt: Runtime) -> str:
         return campaign_jobs.plan_campaigns(rt, StoredPicker(), kinds=campaign_jobs.DAILY_KINDS, local_hour_only=True,
-                                            commission_rate_bp=rt.settings.default_commission_rate_bp)
+                                            commission_rate_bp=rt.settings.default_commission_rate_bp,
+                                            rates=ContractRates())
 
     def dispatch(rt: Runtime) -> str:
         return campaign_jobs.dispatch_due(rt, build_channels(rt.settings),
@@ -358,8 +360,13 @@ def _demo_after_load(rt: Runtime, merchant_id: int, progress: bool) -> None:
     click.echo(f"\ntraining and scoring the demo merchant as of {start:%Y-%m-%d %H:%M} UTC (the replay's start)")
     train_and_score(rt, merchant_id, now=start, progress=progress)
     click.echo(f"\nreplaying {start:%Y-%m-%d} to {end:%Y-%m-%d}: campaigns planned and sent to local SMTP and SMS servers")
+    # The demo merchant's contract comes first: planning weighs each message against its rates.
+    from billing.contracts import ContractRates
+    from billing.demo import ensure_contract
+
+    ensure_contract(rt, merchant_id, since=start)
     report = replay(rt, merchant_id, start=start, end=end, picker=StoredPicker(),
-                    progress=demo_cli.replay_progress(progress))
+                    progress=demo_cli.replay_progress(progress), rates=ContractRates())
     demo_cli.print_replay_report(report)
     _demo_money(rt, merchant_id, start=start, end=end, progress=progress)
 

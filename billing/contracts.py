@@ -131,3 +131,19 @@ class ContractWindows:
         if not rows:
             return [(None, DEFAULT_WINDOWS)]
         return [(None if i == 0 else c.effective_from, Windows.from_dict(c.windows)) for i, c in enumerate(rows)]
+
+
+# Which rate a campaign's orders are expected to earn: reminders recover an unpaid order or a
+# cart; every other kind brings a repurchase (a customer with no purchase yet would earn the
+# first-purchase rate, but planning decides per campaign, and repurchase is the common case).
+RATE_FOR_CAMPAIGN_KIND = {"unpaid_order": "rate_recovery_bp", "abandoned_cart": "rate_recovery_bp"}
+
+
+class ContractRates:
+    """Planning's ``CommissionRates`` backed by the contracts (the version in force now)."""
+
+    def rate_bp(self, session: Session, merchant_id: int, campaign_kind: str, at: datetime) -> int | None:
+        c = in_force(session, merchant_id, at)
+        if c is None:
+            return None
+        return getattr(c, RATE_FOR_CAMPAIGN_KIND.get(campaign_kind, "rate_repurchase_bp"))

@@ -101,7 +101,8 @@ class ReplayReport:
 
 def replay(rt: Runtime, merchant_id: int, *, start: datetime, end: datetime, channels: Sequence[str] = ("email", "sms"),
            picker: ProductPicker | None = None, step: timedelta = timedelta(hours=1),
-           campaigns: list[dict] | None = None, progress: Progress | None = None) -> ReplayReport:
+           campaigns: list[dict] | None = None, progress: Progress | None = None,
+           rates: jobs.CommissionRates | None = None) -> ReplayReport:
     """Replay [start, end) in steps of ``step`` (hourly by default: the daily planning job runs
     on the hour in production too). ``channels`` are those the demo campaigns may use."""
     started = time.perf_counter()
@@ -128,8 +129,9 @@ def replay(rt: Runtime, merchant_id: int, *, start: datetime, end: datetime, cha
         outbound = {"email": SmtpChannel(smtp.host, smtp.port, clock=clock), "sms": gw, "mms": gw}
         i = 0
         while clock.now() < end:
-            jobs.plan_campaigns(sim, picker, kinds=jobs.TRIGGER_KINDS, commission_rate_bp=rate)
-            jobs.plan_campaigns(sim, picker, kinds=jobs.DAILY_KINDS, commission_rate_bp=rate, local_hour_only=True)
+            jobs.plan_campaigns(sim, picker, kinds=jobs.TRIGGER_KINDS, commission_rate_bp=rate, rates=rates)
+            jobs.plan_campaigns(sim, picker, kinds=jobs.DAILY_KINDS, commission_rate_bp=rate, local_hour_only=True,
+                                rates=rates)
             jobs.dispatch_due(sim, outbound, composer)
             report.jobs.update(["plan_triggered_campaigns", "plan_daily_campaigns", "dispatch_due_sends"])
             i += 1

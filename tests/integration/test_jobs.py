@@ -67,7 +67,9 @@ def test_the_scheduler_holds_the_whole_table_one_instance_each(app):
     table = composition._schedule()
     sched = build_scheduler(table, app.extensions["engine_runtime"], scheduler=BackgroundScheduler(timezone="UTC"))
     jobs = {j.id: j for j in sched.get_jobs()}
-    assert set(jobs) == {"plan_triggered_campaigns", "plan_daily_campaigns", "dispatch_due_sends", "score_all_merchants"}
+    assert set(jobs) == {"plan_triggered_campaigns", "plan_daily_campaigns", "dispatch_due_sends", "score_all_merchants",
+                         "attribute_orders", "bill_merchants", "process_stripe_events", "refresh_dashboard_rollups",
+                         "refresh_lift_snapshots"}
     assert all(j.max_instances == 1 and j.coalesce for j in jobs.values())
     assert str(jobs["plan_triggered_campaigns"].trigger) == "interval[0:01:00]"
 
