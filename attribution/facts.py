@@ -105,7 +105,7 @@ def _windows_per_send(timeline: Timeline, ch: np.ndarray, sent: np.ndarray) -> t
 _BATCH = 100_000
 
 
-def _rows(session: Session, stmt, width: int, text: bool = False, limit: int | None = None):
+def _rows(session: Session, stmt, width: int, text: bool = False, limit: int | None = None, sort: bool = True):
     """A SELECT of ``width`` integer columns (and, with ``text``, one last text column) as an
     (n, width) int64 array (and an object array), sorted by the first column (the id).
 
@@ -115,10 +115,11 @@ def _rows(session: Session, stmt, width: int, text: bool = False, limit: int | N
     hands rows over in customer order, and decisions must not depend on the order anyway.
     Past ``limit`` rows it gives up and returns None."""
     result = session.connection().execute(stmt)
+    cursor = result.cursor
     ints, texts = [np.zeros((0, width), dtype=np.int64)], [np.zeros(0, dtype=object)]
     seen = 0
     try:
-        while batch := result.cursor.fetchmany(_BATCH):
+        while batch := cursor.fetchmany(_BATCH):
             seen += len(batch)
             if limit is not None and seen > limit:
                 return None
@@ -130,15 +131,18 @@ def _rows(session: Session, stmt, width: int, text: bool = False, limit: int | N
                 ints.append(np.array(batch, dtype=np.int64).reshape(len(batch), width))
     finally:
         result.close()
-    a = np.concatenate(ints)
+    a, t = np.concatenate(ints), (np.concatenate(texts) if text else None)
+    del ints, texts
+    if not sort:
+        return a, t
     by_id = np.argsort(a[:, 0], kind="stable")
-    return a[by_id], (np.concatenate(texts)[by_id] if text else None)
+    return a[by_id], (t[by_id] if text else None)
 
 
 def _touch_sends(session: Session, merchant_id: int, customers: CustomerSet | None, limit: int | None = None):
     channel = case(*((Send.channel == c, i) for c, i in CHANNEL_CODE.items()), else_=-1)
     merchant, status = Send.merchant_id, Send.status
-    if customers is None and session.get_bind().dialect.name == "sqlite":
+    if customers is None:
         # One pass over the table: SQLite would otherwise walk an index (by merchant or by
         # status) and look every row up; an expression on the column is its way of saying no.
         merchant, status = Send.merchant_id + 0, Send.status.concat("")
@@ -147,19 +151,19 @@ def _touch_sends(session: Session, merchant_id: int, customers: CustomerSet | No
         where.append(customers.where(session, Send.customer_id))
     stmt = select(Send.id, Send.customer_id, ms(Send.sent_at), _or_none(ms(Send.delivered_at)), _or_none(Send.order_id),
                   _or_none(Send.cart_id), Send.campaign_id, channel, Send.coupon_code).where(*where)
-    return _rows(session, stmt, 8, text=True, limit=limit)
+    return _rows(session, stmt, 8, text=True, limit=limit, sort=customers is not None)
 
 
-# A full run reads the merchant's touches once (``load_touches``) up to this many sends
-# (~100 bytes each in memory); beyond, each chunk reads its own, as an incremental run does.
+# A full run on SQLite reads the merchant's touches once (``load_touches``) up to this many
+# sends (~100 bytes each in memory); beyond, each chunk reads its own, as an incremental run
+# does.
 PREFETCH_LIMIT = 8_000_000
 
 
 @dataclass
 class Touches:
-    """Every touch send of one merchant, read in one pass for a full run: a chunk's customers
-    have sends on every page of the table (sends are written in time order), so reading them
-    chunk by chunk read the whole table once per chunk. Rows sorted by (customer, id)."""
+    """Every touch send of one merchant, read in one pass for a full run (``load_touches``),
+    then sliced per chunk of customers. Rows sorted by (customer, id)."""
     rows: np.ndarray
     codes: np.ndarray
 
@@ -175,14 +179,24 @@ class Touches:
         return part[by_id], self.codes[pick][by_id]
 
 
-def load_touches(session: Session, merchant_id: int, limit: int = PREFETCH_LIMIT) -> Touches | None:
-    """The merchant's touch sends in one pass, or None if there are more than ``limit``."""
-    got = _touch_sends(session, merchant_id, None, limit)
+def load_touches(session: Session, merchant_id: int, limit: int | None = None) -> Touches | None:
+    """The merchant's touch sends in one pass, or None if there are more than ``limit``
+    (default ``PREFETCH_LIMIT``), or on PostgreSQL.
+
+    SQLite only: there a chunk's sends cost a random row lookup each through the customer
+    index, and one scan of the table is ~30% faster over the run (1/10 scale, 10 chunks). On
+    PostgreSQL a chunk's query is a parallel sequential scan done by the server's workers,
+    while one pass brings 4M rows through one Python process: measured at full scale, 45 s
+    instead of 40 s and 1.4 GB instead of 0.3 GB. So PostgreSQL keeps reading per chunk."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    got = _touch_sends(session, merchant_id, None, PREFETCH_LIMIT if limit is None else limit)
     if got is None:
         return None
     s, codes = got
     order = np.lexsort((s[:, 0], s[:, 1]))
-    return Touches(s[order], codes[order])
+    s = s[order]                     # one copy alive at a time: 4M sends are 256 MB
+    return Touches(s, codes[order])
 
 
 def load_chunk(session: Session, merchant_id: int, customers: CustomerSet, timeline: Timeline,
