@@ -31,7 +31,9 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, Date, ForeignKey, Integer, String, case, func, literal_column, select, text
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.expression import FunctionElement
 
 from attribution.models import AttributionChange
 from attribution.queries import merchant_lift
@@ -200,6 +202,57 @@ def daily_figures(session: Session, merchant_id: int, day_from: date, day_to: da
         if day_from <= key[1] <= day_to:
             add(key if by_campaign_kind else key[1], vals)
     return out
+
+
+class month_of(FunctionElement):  # noqa: N801 - reads like the SQL it stands for
+    """"YYYY-MM" of a DATE column, the same on both databases."""
+    type = String()
+    inherit_cache = True
+    name = "month_of"
+
+
+@compiles(month_of, "postgresql")
+def _month_of_pg(element, compiler, **kw):
+    return f"to_char({compiler.process(list(element.clauses)[0], **kw)}, 'YYYY-MM')"
+
+
+@compiles(month_of, "sqlite")
+def _month_of_sqlite(element, compiler, **kw):
+    # SQLAlchemy stores a Date on SQLite as 'YYYY-MM-DD' text
+    return f"substr({compiler.process(list(element.clauses)[0], **kw)}, 1, 7)"
+
+
+def dashboard_rows(session: Session, merchant_id: int, year_from: date, month_first: date,
+                   month_last: date) -> tuple[dict, dict]:
+    """What the dashboard needs in two small queries and one read of the tail: totals per month
+    from ``year_from`` to ``month_last`` (``{"YYYY-MM": [orders, gmv, commission]}``, summed in
+    SQL: 12 rows, whatever the campaigns) and the detail of [month_first, month_last]
+    (``{(day, campaign, kind): [...]}``). Exact like ``daily_figures``."""
+    r = DayRollup.__table__.c
+    sums = (func.sum(r.orders), func.sum(r.gmv), func.sum(r.commission))
+    mine = (r.merchant_id == merchant_id, r.day <= month_last)
+    months: dict = defaultdict(lambda: [0, 0, 0])
+    detail: dict = defaultdict(lambda: [0, 0, 0])
+
+    def add(acc, vals) -> None:
+        for i in range(3):
+            acc[i] += int(vals[i])
+
+    key = month_of(r.day)
+    for row in session.execute(select(key, *sums).where(*mine, r.day >= year_from).group_by(key)):
+        add(months[row[0]], row[1:])
+    for row in session.execute(select(r.day, r.campaign_id, r.kind, r.orders, r.gmv, r.commission)
+                               .where(*mine, r.day >= month_first)):
+        day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
+        add(detail[(day, row[1], row[2])], row[3:])
+    cur = _cursor(session)
+    lo_c, lo_e = (cur.changes_upto, cur.entries_upto) if cur else (0, 0)
+    for (_mid, day, cid, kind), vals in _fold(session, lo_c, None, lo_e, None, merchant_id).items():
+        if year_from <= day <= month_last:
+            add(months[day.strftime("%Y-%m")], vals)
+        if month_first <= day <= month_last:
+            add(detail[(day, cid, kind)], vals)
+    return months, detail
 
 
 # ----------------------------------------------------------------------------- lift snapshots

@@ -54,20 +54,16 @@ def _months_back(key: str, n: int) -> list[str]:
 
 def dashboard_figures(session: Session, merchant_id: int, month: str) -> dict:
     """Everything the dashboard shows for ``month`` and the eleven months before it: totals per
-    day for the year (summed in SQL), detail by campaign and kind for the month only."""
+    month for the year (summed in SQL), detail by day, campaign and kind for the month only."""
     months = _months_back(month, 12)
     first_day, _last = _month_days(months[0])
     m_first, m_last = _month_days(month)
-    per_month = {k: [0, 0, 0] for k in months}
-    for day, vals in rollup.daily_figures(session, merchant_id, first_day, m_last, by_campaign_kind=False).items():
-        bucket = per_month.get(day.strftime("%Y-%m"))
-        if bucket is not None:
-            for i in range(3):
-                bucket[i] += vals[i]
+    month_totals, detail = rollup.dashboard_rows(session, merchant_id, first_day, m_first, m_last)
+    per_month = {k: month_totals.get(k, [0, 0, 0]) for k in months}
     per_day = {m_first + timedelta(days=i): [0, 0, 0] for i in range((m_last - m_first).days + 1)}
     by_campaign: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
     by_kind = {k: [0, 0, 0] for k in KINDS}
-    for (_mid, day, cid, kind), vals in rollup.daily_figures(session, merchant_id, m_first, m_last).items():
+    for (day, cid, kind), vals in detail.items():
         for acc in (per_day[day], by_campaign[cid], by_kind.setdefault(kind, [0, 0, 0])):
             for i in range(3):
                 acc[i] += vals[i]
@@ -78,7 +74,14 @@ def dashboard_figures(session: Session, merchant_id: int, month: str) -> dict:
 
 
 def _charts(fig: dict, currency: str) -> dict:
-    money = lambda v: format_money(int(round(v)), currency)  # noqa: E731
+    cache: dict[int, str] = {}
+
+    def money(v) -> str:          # babel formatting dominates the page's CPU; values repeat
+        n = int(round(v))
+        if n not in cache:
+            cache[n] = format_money(n, currency)
+        return cache[n]
+
     return dict(
         gmv_months=Markup(column_chart([(k[2:], v[1]) for k, v in fig["per_month"].items()],
                                        label=_("Attributed GMV per month"), value_text=money)),
@@ -87,7 +90,7 @@ def _charts(fig: dict, currency: str) -> dict:
         gmv_days=Markup(column_chart([(d.strftime("%d"), v[1]) for d, v in fig["per_day"].items()],
                                      label=_("Attributed GMV per day"), value_text=money)),
         kinds=Markup(hbar_chart([(attribution_kind_label(k), v[1]) for k, v in fig["by_kind"].items()],
-                                label=_("Attributed GMV by kind"), value_text=lambda v: format_money(int(v), currency))),
+                                label=_("Attributed GMV by kind"), value_text=money)),
     )
 
 
