@@ -22,7 +22,10 @@ Webhooks (gateway -> us), JSON bodies, signed (see ``verify_webhook_signature``)
                           "text": "退订"}``
 
 Transport outcomes: connection refused or connect timeout -> failed_transient (nothing left
-us); a timeout or dropped connection after the request was written -> unknown. Unlike SMTP,
+us); a timeout or dropped connection after the request was written -> unknown. Connections are
+kept alive, one per thread; a kept connection that breaks (the gateway closed it while idle) is
+replaced and the request sent once more with the same key, and any broken exchange drops its
+connection (a late answer must never be read as the next request's). Unlike SMTP,
 "unknown" is safe to retry here: resending with the same Idempotency-Key makes the gateway
 return the first result instead of sending twice.
 """
@@ -33,6 +36,7 @@ import hmac
 import http.client
 import json
 import socket
+import threading
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
@@ -90,10 +94,20 @@ class HttpSmsGateway:
         self.api_key = api_key
         self.timeout = timeout
         self.clock = clock or SystemClock()
+        # one kept-alive connection per thread (a new TCP connection per message cost more than
+        # the message; http.client connections are not thread-safe, so never shared)
+        self._local = threading.local()
 
     def _connection(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         return cls(self._host, self._port, timeout=self.timeout)
+
+    def close(self) -> None:
+        """Close this thread's kept connection (if any)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
 
     def send(self, message: OutboundMessage) -> SendResult:
         if message.channel not in ("sms", "mms"):
@@ -108,23 +122,36 @@ class HttpSmsGateway:
             "Accept": "application/json",
             "Idempotency-Key": message.send_id,
         }
-        conn = self._connection()
-        try:
+        conn = getattr(self._local, "conn", None)
+        reused = conn is not None
+        if conn is None:
+            conn = self._connection()
             # Connect separately: a failure here certainly sent nothing.
             try:
                 conn.connect()
+                # http.client writes the headers and the body separately: with Nagle's algorithm
+                # on a kept connection the body then waits for the delayed ACK (40 ms a request)
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as exc:
+                conn.close()
                 return SendResult.transient(f"gateway connect failed: {type(exc).__name__}: {exc}")
-            # Once the request may have reached the gateway, a broken exchange is "unknown".
-            try:
-                conn.request("POST", self._path, body=body, headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                kind = "timed out" if isinstance(exc, socket.timeout) else "broke"
-                return SendResult.unknown(f"gateway exchange {kind}: {type(exc).__name__}: {exc}")
-        finally:
-            conn.close()
+            self._local.conn = conn
+        # Once the request may have reached the gateway, a broken exchange is "unknown".
+        try:
+            conn.request("POST", self._path, body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()  # never reuse a connection whose exchange broke: its answer may still come
+            if reused and not isinstance(exc, socket.timeout):
+                # A kept connection the gateway closed while idle fails like this. Resending is
+                # safe (same Idempotency-Key: the gateway answers a repeat with the first
+                # result), so try once more on a fresh connection (not reused: no third try).
+                return self.send(message)
+            kind = "timed out" if isinstance(exc, socket.timeout) else "broke"
+            return SendResult.unknown(f"gateway exchange {kind}: {type(exc).__name__}: {exc}")
+        if response.will_close:
+            self.close()
         return self._result(response.status, payload, response.getheader("Retry-After"))
 
     def _result(self, status: int, payload: bytes, retry_after: str | None) -> SendResult:

@@ -38,12 +38,24 @@ LOCALHOST = "127.0.0.1"
 
 # --- SMTP -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
 class ReceivedEmail:
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-    message: EmailMessage
-    raw: bytes
+    """One message as it arrived: the envelope, the raw bytes, and the parsed message, parsed
+    on first use (``email.policy.default``). Parsing costs milliseconds a message; a server
+    receiving thousands in a benchmark should not spend them on what nobody reads."""
+
+    __slots__ = ("mail_from", "rcpt_tos", "raw", "_message")
+
+    def __init__(self, mail_from: str, rcpt_tos: tuple[str, ...], raw: bytes):
+        self.mail_from = mail_from
+        self.rcpt_tos = rcpt_tos
+        self.raw = raw
+        self._message: EmailMessage | None = None
+
+    @property
+    def message(self) -> EmailMessage:
+        if self._message is None:
+            self._message = message_from_bytes(self.raw, policy=default_policy)  # type: ignore[assignment]
+        return self._message  # type: ignore[return-value]
 
 
 class _SmtpHandler:
@@ -59,10 +71,7 @@ class _SmtpHandler:
     async def handle_DATA(self, server, session, envelope):
         owner = self.owner
         fault = owner._take_fault()
-        received = ReceivedEmail(
-            envelope.mail_from, tuple(envelope.rcpt_tos),
-            message_from_bytes(envelope.content, policy=default_policy),  # type: ignore[arg-type]
-            envelope.content)
+        received = ReceivedEmail(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content)
         if fault == "drop":
             # The server has the whole message but the client never hears back: the case that
             # must come out as "unknown". We keep it aside, as a real MTA might have queued it.
@@ -157,6 +166,7 @@ class Fault:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # keep-alive answers are written in two pieces (headers, body)
     server: "_Server"
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -361,3 +371,85 @@ class LocalTwilio(_LocalHttpServer):
             self.messages.append({**resource, "media_urls": media,
                                   "status_callback": form.get("StatusCallback", [None])[0]})
             return 201, resource, {}, fault.delay_seconds if fault is not None else 0
+
+
+# --- a local server in its own process ------------------------------------------------------
+
+class OutOfProcessServer:
+    """``LocalSmtpServer`` or ``LocalSmsGateway`` run in a child process, as a real server would
+    be: in-process, its threads take this process's GIL from the dispatcher it serves (an SMTP
+    exchange is four round trips, each waiting for the other thread's turn). For benchmarks::
+
+        with OutOfProcessServer("smtp") as smtp:   # or "sms"
+            SmtpChannel(smtp.host, smtp.port)       # HttpSmsGateway(gw.base_url, gw.api_key)
+        smtp.counts  # {"received": ..., "distinct": ...} reported by the child when it stopped
+
+    The child prints one JSON line with its address, serves until its stdin closes, then prints
+    what it received (messages, and distinct Message-IDs or idempotency keys)."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in ("smtp", "sms"):
+            raise ValueError(f"kind is smtp or sms, not {kind!r}")
+        self.kind = kind
+        self.host = LOCALHOST
+        self.port = 0
+        self.base_url = ""
+        self.api_key = ""
+        self.counts: dict[str, int] = {}
+        self._proc: Any = None
+
+    def start(self) -> "OutOfProcessServer":
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[2]
+        self._proc = subprocess.Popen([sys.executable, "-m", "engine.channels.testing", self.kind], cwd=root,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait()
+            raise RuntimeError(f"the local {self.kind} server process did not start")
+        info = json.loads(line)
+        self.port, self.base_url, self.api_key = info["port"], info.get("base_url", ""), info.get("api_key", "")
+        return self
+
+    def stop(self) -> dict[str, int]:
+        if self._proc is not None:
+            out, _ = self._proc.communicate(timeout=60)  # closes stdin: the child reports and exits
+            self.counts = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+            self._proc = None
+        return self.counts
+
+    def __enter__(self) -> "OutOfProcessServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _serve_in_this_process(kind: str) -> None:
+    import re
+    import sys
+
+    server = LocalSmtpServer() if kind == "smtp" else LocalSmsGateway()
+    with server:
+        if kind == "smtp":
+            info = {"port": server.port}
+        else:
+            info = {"port": server._server.server_address[1], "base_url": server.base_url, "api_key": server.api_key}
+        print(json.dumps(info), flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+    if kind == "smtp":
+        ids = [re.search(rb"(?im)^message-id:\s*(\S+)", r.raw) for r in server.received]
+        counts = {"received": len(server.received), "distinct": len({m.group(1) for m in ids if m})}
+    else:
+        counts = {"received": len(server.messages), "distinct": len({m["idempotency_key"] for m in server.messages}),
+                  "requests": server.request_count}
+    print(json.dumps(counts), flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve_in_this_process(sys.argv[1])

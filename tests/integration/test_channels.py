@@ -194,6 +194,28 @@ def test_same_send_twice_stores_one_message_at_the_gateway(gateway_server, gatew
     assert gateway_server.request_count == 2 and len(gateway_server.messages) == 1
 
 
+def test_gateway_keeps_its_connection_and_replaces_one_the_gateway_closed(gateway_server, gateway):
+    assert gateway.send(sms("snd_a")).status == ACCEPTED
+    conn = gateway._local.conn
+    assert gateway.send(sms("snd_b")).status == ACCEPTED
+    assert gateway._local.conn is conn                       # kept alive, not one per message
+    conn.sock.close()                                        # the gateway hung up while it sat idle
+    assert gateway.send(sms("snd_c")).status == ACCEPTED     # resent once on a fresh connection
+    assert gateway._local.conn is not conn
+    assert [m["idempotency_key"] for m in gateway_server.messages] == ["snd_a", "snd_b", "snd_c"]
+
+
+def test_a_timed_out_exchange_drops_its_connection(gateway_server, gateway):
+    assert gateway.send(sms("snd_a")).status == ACCEPTED
+    gateway_server.delay_next(1.0)
+    assert gateway.send(sms("snd_b")).status == UNKNOWN
+    assert getattr(gateway._local, "conn", None) is None     # its late answer must not be read as the next one's
+    import time
+    time.sleep(0.6)
+    assert gateway.send(sms("snd_c")).status == ACCEPTED
+    assert gateway_server.messages[-1]["idempotency_key"] == "snd_c"
+
+
 def test_gateway_422_is_permanent_and_not_retried(gateway_server, gateway, sleep):
     gateway_server.fail_next(422, "invalid_number", "not a mobile number")
 

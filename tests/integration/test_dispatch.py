@@ -72,9 +72,9 @@ def channels(smtp, gw):
             "sms": HttpSmsGateway(gw.base_url, gw.api_key, timeout=1)}
 
 
-def run(sessions, smtp, gw, at=AFTERNOON):
+def run(sessions, smtp, gw, at=AFTERNOON, concurrency=None):
     return dispatch_once(sessions, channels(smtp, gw), Composer("t.example.test", SECRET), clock=FrozenClock(at),
-                         worker="w1", rng=random.Random(1))
+                         worker="w1", rng=random.Random(1), concurrency=concurrency)
 
 
 def statuses(sessions):
@@ -134,6 +134,31 @@ def test_an_smtp_send_caught_mid_flight_goes_to_review_never_resent(sessions, sh
     stats = run(sessions, smtp, gw)
     assert stats.outcomes == {"review": 1, "sent": 2}
     assert run(sessions, smtp, gw, AFTERNOON + timedelta(hours=1)).claimed == 0
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_smtp_results_are_recorded_one_by_one_at_any_concurrency(sessions, shop, servers, concurrency):
+    smtp, gw = servers
+    planned_campaign(sessions, shop, "email")
+    smtp.drop_next_after_data()
+    stats = run(sessions, smtp, gw, concurrency=concurrency)
+    assert stats.outcomes == {"review": 1, "sent": 2} and statuses(sessions) == ["review", "sent", "sent"]
+    assert len(smtp.messages) == 2 and len(smtp.dropped) == 1
+    with sessions() as s:
+        assert all(x.sent_at == AFTERNOON and x.provider_id for x in s.scalars(select(Send).where(Send.status == "sent")))
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_gateway_sends_at_any_concurrency_reach_the_gateway_once(sessions, shop, servers, concurrency):
+    smtp, gw = servers
+    planned_campaign(sessions, shop, "sms")
+    gw.fail_next(422, "invalid_number")
+    stats = run(sessions, smtp, gw, concurrency=concurrency)
+    assert stats.outcomes == {"failed": 1, "sent": 2} and statuses(sessions) == ["failed", "sent", "sent"]
+    assert len(gw.messages) == 2 and len({m["idempotency_key"] for m in gw.messages}) == 2
+    with sessions() as s:
+        failed = s.scalar(select(Send).where(Send.status == "failed"))
+        assert "invalid_number" in failed.last_error and failed.updated_at == AFTERNOON
 
 
 def test_a_worker_killed_mid_flight_is_recovered_by_lease(sessions, shop, servers):
