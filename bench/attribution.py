@@ -122,7 +122,7 @@ def build(url: str, sizes: data.Sizes, merchants: int, seed: int) -> tuple[list[
 
 
 def late_batch(sessions, merchant_id: int, seed: int) -> dict:
-    """Facts arriving after the full run: 2,000 sends, 2,000 orders (a fifth with the coupon of
+    """Facts arriving after the full run (fewer for small runs): 2,000 sends, 2,000 orders (a fifth with the coupon of
     the customer's new send), 1,300 clicks (300 on sends of the last three days), 300 refunds and
     100 cancellations of older orders."""
     from attribution.models import Click
@@ -135,10 +135,11 @@ def late_batch(sessions, merchant_id: int, seed: int) -> dict:
     with unit_of_work(sessions) as s:
         custs = np.array(s.scalars(select(Customer.id).where(Customer.merchant_id == merchant_id)).all())
         camp = s.scalar(select(Campaign.id).where(Campaign.merchant_id == merchant_id, Campaign.kind == "low_frequency"))
-        who = rng.choice(custs, 2000, replace=False)
-        sent = t0 + rng.integers(0, 6 * data.MS_H, 2000)
-        codes = data.coupon_codes(np.arange(2000) + 10**9 + merchant_id * 10**6)
-        delivered = rng.random(2000) < 0.5
+        n = min(2000, len(custs) // 2)               # small runs (development sizes) get fewer
+        who = rng.choice(custs, n, replace=False)
+        sent = t0 + rng.integers(0, 6 * data.MS_H, n)
+        codes = data.coupon_codes(np.arange(n) + 10**9 + merchant_id * 10**6)
+        delivered = rng.random(n) < 0.5
         s.execute(insert(Send), [dict(public_id=f"snd_late{merchant_id}x{i}", merchant_id=merchant_id, campaign_id=camp,
                                       customer_id=int(c), trigger_key=f"late{i}", status="delivered" if d else "sent",
                                       channel="sms" if i % 2 else "email", planned_at=ms(t), send_at=ms(t), picks=[],
@@ -153,7 +154,7 @@ def late_batch(sessions, merchant_id: int, seed: int) -> dict:
         s.execute(insert(Click), [dict(merchant_id=merchant_id, send_id=sid, customer_id=cid, position=0,
                                        url="https://shop.example.test/p/2",
                                        clicked_at=at + timedelta(minutes=int(rng.integers(1, 120))))
-                                  for sid, cid, at in list(new[:1000]) + list(old)])
+                                  for sid, cid, at in list(new[:n // 2]) + list(old)])
         s.execute(insert(Order), [dict(merchant_id=merchant_id, external_id=f"late{merchant_id}-{i}", customer_id=cid,
                                        currency="USD", placed_at=at + timedelta(hours=8), paid_at=at + timedelta(hours=8),
                                        coupon_code=str(codes[i]).lower() if i % 5 == 0 else None,
@@ -164,7 +165,7 @@ def late_batch(sessions, merchant_id: int, seed: int) -> dict:
         pool = s.execute(select(Order.id, Order.merchandise_amount).where(
             Order.merchant_id == merchant_id, Order.paid_at.is_not(None), Order.cancelled_at.is_(None),
             Order.refunded_amount == 0, Order.placed_at < LATE - timedelta(days=2)).order_by(Order.id).limit(20_000)).all()
-        picked = [pool[i] for i in rng.choice(len(pool), 400, replace=False)]
+        picked = [pool[i] for i in rng.choice(len(pool), min(400, len(pool)), replace=False)]
         s.execute(insert(Refund), [dict(merchant_id=merchant_id, external_id=f"late{merchant_id}-{oid}", order_id=oid,
                                         amount=amt // 2 + 1, currency="USD", refunded_at=later, created_at=later)
                                    for oid, amt in picked[:300]])
@@ -172,7 +173,8 @@ def late_batch(sessions, merchant_id: int, seed: int) -> dict:
             s.execute(update(Order).where(Order.id == oid).values(refunded_amount=amt // 2 + 1, updated_at=later))
         s.execute(update(Order).where(Order.id.in_([oid for oid, _ in picked[300:]]))
                   .values(cancelled_at=later, updated_at=later))
-    return {"sends": 2000, "orders": len(new), "clicks": 1000 + len(old), "refunds": 300, "cancellations": 100}
+    return {"sends": n, "orders": len(new), "clicks": n // 2 + len(old), "refunds": len(picked[:300]),
+            "cancellations": len(picked[300:])}
 
 
 # ----------------------------------------------------------------------------- the timed child
