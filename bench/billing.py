@@ -269,6 +269,18 @@ SELECT
 """
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS since it started. VmHWM, because Linux carries ru_maxrss across
+    exec: a child forked from the generator would report the generator's arrays."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(url: str) -> None:
     from billing.jobs import run_billing
     from engine.core.clock import FrozenClock
@@ -304,7 +316,7 @@ def child(url: str) -> None:
         seconds = time.perf_counter() - started
         runs.append(dict(run=name, seconds=seconds, posted=r.posted, invoices=len(r.invoices),
                          post_seconds=spent.get("post_changes", 0.0), close_seconds=spent.get("close_due_periods", 0.0),
-                         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+                         peak_rss_mb=_peak_rss_mb()))
         print(f"  {name:<11} {seconds:7.1f} s  {r.summary()}", file=sys.stderr, flush=True)
     with engine.connect() as conn:
         checks = dict(conn.execute(text(INVARIANTS)).mappings().one())
