@@ -18,6 +18,7 @@ channel outside any transaction, and record what happened.
 """
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -172,15 +173,18 @@ def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel],
         with unit_of_work(sessions) as s:
             _record(s, changes)
 
-    def record_one(r, result):
-        outcome, values = result_values(result, r[3], channels[r[1]], now=clock.now(), rng=rng)
+    def record_now(finished):  # [(ready row, result)] known at the same moment: one transaction
+        changes = []
+        for r, result in finished:
+            outcome, values = result_values(result, r[3], channels[r[1]], now=clock.now(), rng=rng)
+            stats.add(outcome)
+            changes.append((r[0], values))
         with unit_of_work(sessions) as s:
-            _record(s, [(r[0], values)])
-        stats.add(outcome)
+            _record(s, changes)
 
     if n == 1 or len(unsafe) <= 1:
         for r in unsafe:
-            record_one(r, channels[r[1]].send(r[2]))
+            record_now([(r, channels[r[1]].send(r[2]))])
     elif unsafe:
         pool, todo, in_flight = _pool(n), iter(unsafe), {}
         for r in todo:
@@ -188,12 +192,12 @@ def dispatch_once(sessions: sessionmaker[Session], channels: dict[str, Channel],
             if len(in_flight) == n:
                 break
         while in_flight:
+            # every result known by now is committed together (while one commit waits for the
+            # database, the next messages finish: group commit, never a result held back)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                record_one(in_flight.pop(future), future.result())
-                r = next(todo, None)
-                if r is not None:
-                    in_flight[pool.submit(channels[r[1]].send, r[2])] = r
+            record_now([(in_flight.pop(f), f.result()) for f in done])
+            for r in itertools.islice(todo, len(done)):
+                in_flight[pool.submit(channels[r[1]].send, r[2])] = r
     return stats
 
 

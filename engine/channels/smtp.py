@@ -19,13 +19,17 @@ of the same send carries the same Message-ID and is recognisable as a duplicate.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import secrets
 import smtplib
+import socket
 import ssl
 import threading
 import time
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
 from engine.channels.base import OutboundMessage, SendResult
 from engine.core.clock import Clock, SystemClock
@@ -65,6 +69,104 @@ def build_email(message: OutboundMessage, *, now_header: str) -> EmailMessage:
     if message.html is not None:
         msg.add_alternative(message.html, subtype="html", charset="utf-8", cte=_cte(message.html))
     return msg
+
+
+def email_bytes(message: OutboundMessage, *, now_header: str) -> bytes:
+    """The wire form of ``message``: ``build_email(...).as_bytes()``'s equivalent, written
+    directly for the shape every campaign email has (ASCII addresses, headers without line
+    breaks, a text part and maybe an HTML part), a few times cheaper; anything else goes through
+    the ``email`` package. Equivalent, not byte-identical: a random boundary of its own, and
+    quoted-printable lines wrapped at 76 characters (RFC 2045) where the package wraps at 998;
+    parsed back, the headers and parts are the same (``tests/integration/test_channels.py``)."""
+    fast = _fast_email_bytes(message, now_header)
+    if fast is not None:
+        return fast
+    return build_email(message, now_header=now_header).as_bytes(policy=_POLICY)
+
+
+def _plain_header(value: str, name: str) -> bool:
+    """Can go out as given: printable ASCII on one line, no encoded-word look-alike."""
+    return (value.isascii() and value.isprintable() and "=?" not in value
+            and len(name) + 2 + len(value) <= 998)
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 base64 encoded words (at most 75 characters each, never splitting a
+    character), folded onto continuation lines."""
+    words, chunk, size = [], [], 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        if size + n > 45:  # 45 bytes -> 60 base64 characters + 12 for =?utf-8?b?...?=
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(ch)
+        size += n
+    words.append("".join(chunk))
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words)
+
+
+def _address_header(value: str) -> str | None:
+    name, addr = parseaddr(value)
+    if not addr or not addr.isascii() or not addr.isprintable() or " " in addr or "\n" in value or "\r" in value:
+        return None
+    if not name:
+        return addr
+    if name.isascii():
+        return formataddr((name, addr)) if name.isprintable() and "=?" not in name else None
+    if not name.isprintable():
+        return None
+    return f"{_encoded_words(name)} <{addr}>"
+
+
+def _body_part(text: str) -> tuple[str, bytes]:
+    lines = text.encode("utf-8").splitlines()
+    if text.isascii():
+        data = binascii.b2a_qp(b"\n".join(lines) + b"\n", quotetabs=False, istext=True, header=False)
+        return "quoted-printable", data.replace(b"\n", b"\r\n")
+    data = base64.encodebytes(b"\r\n".join(lines) + b"\r\n")
+    return "base64", data.replace(b"\n", b"\r\n")
+
+
+def _fast_email_bytes(message: OutboundMessage, now_header: str) -> bytes | None:
+    if message.channel != "email":
+        raise ValueError(f"SmtpChannel sends email, not {message.channel}")
+    sender, to = _address_header(message.from_), _address_header(message.to)
+    if sender is None or to is None:
+        return None
+    subject = message.subject or ""
+    if "\n" in subject or "\r" in subject:
+        return None  # the email package refuses it with its own error
+    if not _plain_header(subject, "Subject"):
+        if not subject.isprintable():
+            return None
+        subject = _encoded_words(subject)
+    head = [f"From: {sender}", f"To: {to}", f"Subject: {subject}", f"Date: {now_header}",
+            f"Message-ID: {message_id_for(message.send_id, message.from_)}"]
+    for name, value in message.headers.items():
+        if name.lower() in _RESERVED:
+            raise ValueError(f"header {name!r} is set by the SMTP adapter itself")
+        if not (name.isascii() and name.isprintable() and ":" not in name and " " not in name) \
+                or not _plain_header(value, name):
+            return None
+        head.append(f"{name}: {value}")
+    cte, text = _body_part(message.text)
+    if message.html is None:
+        head += ['Content-Type: text/plain; charset="utf-8"', f"Content-Transfer-Encoding: {cte}", "MIME-Version: 1.0"]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + text
+    html_cte, html = _body_part(message.html)
+    # "=_" cannot occur in quoted-printable (an "=" is written =3D) nor in base64: a boundary
+    # starting with it never collides with the parts it separates.
+    boundary = f"=_{secrets.token_hex(16)}"
+    head += ["MIME-Version: 1.0", f'Content-Type: multipart/alternative; boundary="{boundary}"']
+    return b"".join([
+        ("\r\n".join(head) + f"\r\n\r\n--{boundary}\r\n"
+         f'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n').encode("ascii"),
+        text,
+        (f"\r\n--{boundary}\r\n"
+         f'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: {html_cte}\r\n\r\n').encode("ascii"),
+        html,
+        f"\r\n--{boundary}--\r\n".encode("ascii"),
+    ])
 
 
 def _cte(body: str) -> str:
@@ -130,6 +232,8 @@ class SmtpChannel:
         smtp = smtplib.SMTP(timeout=self.timeout, local_hostname=self.local_hostname)
         try:
             smtp.connect(self.host, self.port)
+            # each command is one write answered before the next: no small writes to coalesce
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo_or_helo_if_needed()
             if self.starttls:
                 smtp.starttls(context=self.ssl_context or ssl.create_default_context())
@@ -172,8 +276,7 @@ class SmtpChannel:
     # --- one message -----------------------------------------------------------------------
     def send(self, message: OutboundMessage) -> SendResult:
         try:
-            email = build_email(message, now_header=format_datetime(self.clock.now(), usegmt=True))
-            payload = email.as_bytes(policy=_POLICY)
+            payload = email_bytes(message, now_header=format_datetime(self.clock.now(), usegmt=True))
             sender = parseaddr(message.from_)[1]
             recipient = parseaddr(message.to)[1]
             sender.encode("ascii")

@@ -414,3 +414,55 @@ def test_twilio_status_callback_signature_and_parsing():
     assert parse_status_callback({**form, "MessageStatus": "delivered"}) \
         == ("SM" + "a" * 32, "delivered", None)
     assert parse_status_callback({**form, "MessageStatus": "sent"}) is None
+
+
+# --- the email's wire form: the direct writer against the email package ---------------------
+
+def _parsed(raw: bytes):
+    from email import message_from_bytes
+    from email.policy import default
+    return message_from_bytes(raw, policy=default)
+
+
+def _shape(msg):
+    headers = [(k, str(v)) for k, v in msg.items() if k.lower() not in ("content-type", "date")]
+    parts = [msg] if not msg.is_multipart() else list(msg.iter_parts())
+    return (msg.get_content_type(), headers,
+            [(p.get_content_type(), p.get_content_charset(), p.get_content()) for p in parts])
+
+
+@pytest.mark.parametrize("message", [
+    email(),                                                   # Chinese names, subject and text: base64
+    email(to="lilei@example.com"),
+    OutboundMessage(send_id="snd_2", channel="email", to='"Lee, Ray" <ray@example.com>', from_="shop@example.com",
+                    subject="A long ASCII subject " * 8, text="line one\r\nline two\rthree\n\nend  \n\ttab=x.\n.dot",
+                    html="<p style=\"a=b\">" + "x" * 300 + "</p>", headers={"List-Unsubscribe": LIST_UNSUB}),
+    OutboundMessage(send_id="snd_3", channel="email", to="a@example.com", from_="shop@example.com",
+                    subject="", text="only text, no html " * 20),
+    OutboundMessage(send_id="snd_4", channel="email", to="a@example.com", from_="Shop <shop@example.com>",
+                    subject="混合 mixed 主题 " * 6, text="mixed 文本\nline", html="<p>ascii html</p>",
+                    headers={"X-Campaign": "cmp_1"}),
+])
+def test_the_direct_wire_form_parses_like_the_email_packages(message):
+    from engine.channels.smtp import _POLICY, _fast_email_bytes, build_email
+
+    fast = _fast_email_bytes(message, "Sun, 22 Nov 2026 10:00:00 GMT")
+    assert fast is not None and fast.isascii()                 # the common shape takes the direct path
+    assert all(len(line) <= 998 for line in fast.split(b"\r\n")) and b"\n" not in fast.replace(b"\r\n", b"")
+    reference = build_email(message, now_header="Sun, 22 Nov 2026 10:00:00 GMT").as_bytes(policy=_POLICY)
+    assert _shape(_parsed(fast)) == _shape(_parsed(reference))
+
+
+def test_headers_the_direct_path_cannot_write_go_through_the_email_package():
+    from engine.channels.smtp import _fast_email_bytes, email_bytes
+
+    odd = OutboundMessage(send_id="snd_5", channel="email", to="a@example.com", from_="shop@example.com",
+                          subject="s", text="t", headers={"X-Note": "非 ASCII"})
+    assert _fast_email_bytes(odd, "Sun, 22 Nov 2026 10:00:00 GMT") is None
+    assert _parsed(email_bytes(odd, now_header="Sun, 22 Nov 2026 10:00:00 GMT"))["X-Note"] == "非 ASCII"
+    with pytest.raises(ValueError):
+        email_bytes(OutboundMessage(send_id="snd_6", channel="email", to="a@example.com", from_="shop@example.com",
+                                    subject="a\r\nBcc: x@example.com", text="t"), now_header="x")
+    with pytest.raises(ValueError):
+        email_bytes(OutboundMessage(send_id="snd_7", channel="email", to="a@example.com", from_="shop@example.com",
+                                    subject="s", text="t", headers={"Subject": "again"}), now_header="x")
