@@ -84,6 +84,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     billing_merchant.register(app)
     attribution_merchant.register(app, ledger_of=billing_merchant.order_ledger)
     billing_finance.register(app)
+    from billing.web import operator as billing_operator
+
+    billing_operator.register(app)
 
     @app.get("/healthz")
     def healthz():

@@ -64,6 +64,7 @@ ALLOWED_ANSWER = {
     ("money.invoice_print", "GET"): 404,
     ("money.invoice_csv", "GET"): 404,
     ("finance.adjustment_create", "POST"): 422,  # empty form: refused with its problems
+    ("contracts.add", "POST"): 422,              # empty form: refused with its problems
     ("finance.adjustment_approve", "POST"): 404,
     ("finance.adjustment_reject", "POST"): 404,
 }
