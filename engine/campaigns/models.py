@@ -95,6 +95,8 @@ class Send(Base):
         Index("ix_sends_due", "status", "send_at"),
         # attribution reads what changed since its last run
         Index("ix_sends_merchant_updated", "merchant_id", "updated_at"),
+        # delivery receipts find their send by the provider's message id
+        Index("ix_sends_provider_id", "provider_id"),
     )
 
     id: Mapped[int] = pk()

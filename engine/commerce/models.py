@@ -52,6 +52,8 @@ class Customer(Base):
     __table_args__ = (
         UniqueConstraint("merchant_id", "external_id"),
         UniqueConstraint("merchant_id", "id"),  # target of the composite foreign keys
+        # inbound SMS replies (STOP) find the customer by phone within the merchant
+        Index("ix_customers_merchant_phone", "merchant_id", "phone"),
     )
 
     id: Mapped[int] = pk()
