@@ -50,7 +50,7 @@ def simulate_engagement(rt: Runtime, merchant_id: int, *, start: datetime, end: 
                                  Send.sent_at >= start, Send.sent_at < end).order_by(Send.id)).all()
         urls = dict(s.execute(select(Product.id, Product.url).where(Product.merchant_id == merchant_id,
                                                                      Product.url.is_not(None))).all())
-        for sid, public_id, channel, provider_id, sent_at, picks in sends:
+        for _sid, public_id, channel, provider_id, sent_at, picks in sends:
             if channel in ("sms", "mms") and provider_id:
                 at = sent_at + timedelta(seconds=20)
                 apply_receipt(s, DeliveryReceipt(provider_id, "delivered", None), reported_at=at, now=at)
