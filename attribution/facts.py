@@ -12,43 +12,23 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy import BigInteger, and_, case, func, select
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import FunctionElement
 
 from attribution.matching import ClickColumns, OrderColumns, SendColumns
 from attribution.models import Click
 from attribution.windows import CHANNELS, Timeline
 from engine.campaigns.models import Send
 from engine.commerce.models import Order
-from engine.core.sqlfuncs import among
+from engine.core.sqlfuncs import among, epoch_ms
 from engine.messages.coupons import normalize_coupon
 
 TOUCH_STATUSES = ("sent", "delivered")
 CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
 
 
-class ms(FunctionElement):  # noqa: N801 - reads like the SQL it stands for
-    """``engine.core.sqlfuncs.epoch_ms`` with a cheaper SQLite form: ``julianday`` parses the
-    text once (``epoch_ms`` calls ``strftime`` twice), and SQLite keeps a julian day as integer
-    milliseconds internally, so the double's error (< 0.03 ms) vanishes in the rounding and the
-    two give the same integers (sub-millisecond inputs included). Millions of values per run."""
-    type = BigInteger()
-    inherit_cache = True
-    name = "attribution_ms"
-
-
-@compiles(ms, "postgresql")
-def _ms_pg(element, compiler, **kw):
-    (arg,) = list(element.clauses)
-    return f"CAST(ROUND(EXTRACT(EPOCH FROM {compiler.process(arg, **kw)}) * 1000) AS BIGINT)"
-
-
-@compiles(ms, "sqlite")
-def _ms_sqlite(element, compiler, **kw):
-    (arg,) = list(element.clauses)
-    return f"CAST(ROUND((julianday({compiler.process(arg, **kw)}) - 2440587.5) * 86400000.0) AS INTEGER)"
+# Times as integer milliseconds, computed by the database.
+ms = epoch_ms
 
 
 def _or_none(expr):

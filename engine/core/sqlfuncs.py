@@ -3,7 +3,7 @@
 ``epoch_ms``: a UTC timestamp column as integer milliseconds since the epoch, computed by the
 database, so that bulk readers (attribution reads millions of send times) get plain integers
 instead of building a Python datetime per value. Both databases round to the millisecond
-(SQLite's own date arithmetic keeps milliseconds, rounded; PostgreSQL is told to round).
+(SQLite's julian day keeps milliseconds, rounded; PostgreSQL is told to round).
 
 ``among``: ``column IN values``, as ``= ANY(array)`` on PostgreSQL (one parameter, a plan that
 does not depend on the list's length).
@@ -31,9 +31,10 @@ def _epoch_ms_pg(element, compiler, **kw):
 @compiles(epoch_ms, "sqlite")
 def _epoch_ms_sqlite(element, compiler, **kw):
     (arg,) = list(element.clauses)
-    x = compiler.process(arg, **kw)
-    # %s: whole seconds; %f: "SS.SSS", whose last three digits are the milliseconds.
-    return f"(CAST(strftime('%s', {x}) AS INTEGER) * 1000 + CAST(substr(strftime('%f', {x}), 4, 3) AS INTEGER))"
+    # julianday parses the text once, and SQLite keeps a julian day as integer milliseconds
+    # internally, so the double's error (< 0.03 ms) vanishes in the rounding: exact integers,
+    # sub-millisecond inputs included (attribution reads millions of these per run).
+    return f"CAST(ROUND((julianday({compiler.process(arg, **kw)}) - 2440587.5) * 86400000.0) AS INTEGER)"
 
 
 def among(session_or_bind, column, values: list, name: str = "values"):
