@@ -98,7 +98,9 @@ class AttributionChange(Base):
         CheckConstraint(_in("kind", KINDS), name="kind_known"),
         CheckConstraint(_in("rule", RULES), name="rule_known"),
         CheckConstraint("gmv_after >= 0", name="gmv_after_nonneg"),
-        Index("ix_attribution_changes_merchant_id", "merchant_id", "id"),
+        # Unique (trivially: id is the key) so that billing's ledger can reference a change
+        # together with its merchant; it is also the index of "a merchant's changes in order".
+        UniqueConstraint("merchant_id", "id"),
     )
 
     id: Mapped[int] = pk()

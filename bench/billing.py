@@ -307,15 +307,16 @@ def child(url: str) -> None:
         setattr(module, name, wrapper)
 
     timed(ledger, "post_changes")
-    timed(invoicing, "close_due_periods")
+    timed(invoicing, "close_round")
     runs = []
     for name in ("first run", "second run"):
         spent.clear()
         started = time.perf_counter()
-        r = run_billing(rt, gateway=None)
+        r = run_billing(rt, gateway=None, progress=lambda msg, t0=started: print(
+            f"    {time.perf_counter() - t0:6.1f} s  {msg}", file=sys.stderr, flush=True))
         seconds = time.perf_counter() - started
         runs.append(dict(run=name, seconds=seconds, posted=r.posted, invoices=len(r.invoices),
-                         post_seconds=spent.get("post_changes", 0.0), close_seconds=spent.get("close_due_periods", 0.0),
+                         post_seconds=spent.get("post_changes", 0.0), close_seconds=spent.get("close_round", 0.0),
                          peak_rss_mb=_peak_rss_mb()))
         print(f"  {name:<11} {seconds:7.1f} s  {r.summary()}", file=sys.stderr, flush=True)
     with engine.connect() as conn:

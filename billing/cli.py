@@ -105,8 +105,11 @@ def register(cli: click.Group, get_runtime, gateway_factory=None) -> None:
         if slug:
             with unit_of_work(rt.sessions) as s:
                 ids = [_merchant(s, slug).id]
-        run = run_billing(rt, gateway_factory(rt.settings) if gateway_factory else None, merchant_ids=ids)
+        run = run_billing(rt, gateway_factory(rt.settings) if gateway_factory else None, merchant_ids=ids,
+                          progress=lambda msg: click.echo(f"  {msg}", err=True))
         click.echo(run.summary())
+        for reason in run.refused:
+            click.secho(f"  not invoiced: {reason}", fg="red")
         for err in (run.push.errors if run.push else []):
             click.secho(f"  push failed: {err}", fg="yellow")
 

@@ -1,40 +1,68 @@
 """Entry points of billing (each step its own transaction; Stripe calls outside any)."""
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from billing import contracts, invoicing, ledger, stripe_sync
+from billing import invoicing, ledger, stripe_sync
 from engine.core.db import unit_of_work
 from engine.core.dbstats import refresh_planner_stats
 from engine.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+# Merchants per closing transaction: bounds a transaction's size (and what one failure holds up)
+# while keeping the statements per round few.
+CLOSE_BATCH = 500
+Progress = Callable[[str], None]
 
 
 @dataclass
 class BillingRun:
     posted: int = 0
     invoices: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)     # merchants' periods not invoiced, and why
     push: stripe_sync.PushStats | None = None
 
     def summary(self) -> str:
         push = self.push
         pushed = "Stripe off" if push is None else f"{push.pushed} pushed, {push.credited} credited, {push.failed} failed"
-        return f"{self.posted} ledger entries posted; {len(self.invoices)} invoice(s) made; {pushed}"
+        refused = f"; {len(self.refused)} refused: {'; '.join(self.refused[:5])}" if self.refused else ""
+        return f"{self.posted} ledger entries posted; {len(self.invoices)} invoice(s) made{refused}; {pushed}"
 
 
-def run_billing(rt: Runtime, gateway=None, *, merchant_ids: list[int] | None = None) -> BillingRun:
+def run_billing(rt: Runtime, gateway=None, *, merchant_ids: list[int] | None = None,
+                progress: Progress | None = None) -> BillingRun:
     """Post new attribution changes, close every ended period, push invoices to Stripe."""
     now = rt.clock.now()
+    say = progress or (lambda _msg: None)
     run = BillingRun()
     with unit_of_work(rt.sessions) as s:
         run.posted = ledger.post_changes(s, now=now, merchant_ids=merchant_ids)
-        ids = contracts.merchants_with_contracts(s)
+    say(f"posted {run.posted:,} ledger entries")
     # Closing reads the entries just posted: plans made on the ledger's old statistics (empty on
     # the first run) scan instead of seeking. A no-op unless the table grew by a third.
     refresh_planner_stats(rt.engine, ["ledger_entries"])
-    for mid in ids if merchant_ids is None else [m for m in ids if m in merchant_ids]:
-        with unit_of_work(rt.sessions) as s:
-            run.invoices += [inv.number for inv in invoicing.close_due_periods(s, mid, now=now)]
-    refresh_planner_stats(rt.engine, ["invoice_entries", "invoice_lines", "invoices"])
+    with unit_of_work(rt.sessions) as s:
+        due = invoicing.due_periods(s, now=now, merchant_ids=merchant_ids)
+    merchants = sorted({d.merchant_id for dues in due.values() for d in dues})
+    for start in range(0, len(merchants), CLOSE_BATCH):
+        batch = set(merchants[start:start + CLOSE_BATCH])
+        # Period after period: a reversal is told by an accrual invoiced in an earlier round.
+        for key, dues in due.items():
+            mine = [d for d in dues if d.merchant_id in batch]
+            if not mine:
+                continue
+            with unit_of_work(rt.sessions) as s:
+                done = invoicing.close_round(s, key, mine, now=now)
+                numbers = dict(s.execute(invoicing.numbers_of(list(done.invoices.values()))).all())
+            run.invoices += [numbers[i] for i in done.invoices.values()]
+            for reason in done.refused.values():
+                log.error("billing: %s", reason)
+                run.refused.append(reason)
+            say(f"closed {key} for {len(mine):,} merchant(s) ({start + len(batch):,}/{len(merchants):,}): "
+                f"{len(done.invoices):,} invoice(s)")
+            refresh_planner_stats(rt.engine, ["invoice_entries", "invoice_lines", "invoices"])
     if gateway is not None:
         run.push = stripe_sync.push_invoices(rt.sessions, gateway, now=now, merchant_ids=merchant_ids)
     return run

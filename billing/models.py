@@ -39,6 +39,7 @@ class Contract(Base):
     __table_args__ = (
         UniqueConstraint("merchant_id", "version"),
         UniqueConstraint("merchant_id", "effective_from"),
+        UniqueConstraint("merchant_id", "id"),      # referenced by ledger entries with their merchant
         CheckConstraint(f"cap_bp >= 0 AND cap_bp <= {PLATFORM_CEILING_BP}", name="platform_cap"),
         CheckConstraint("rate_repurchase_bp >= 0 AND rate_repurchase_bp <= cap_bp", name="repurchase_capped"),
         CheckConstraint("rate_recovery_bp >= 0 AND rate_recovery_bp <= cap_bp", name="recovery_capped"),
@@ -79,17 +80,25 @@ class LedgerEntry(Base):
         CheckConstraint(_in("entry_type", ENTRY_TYPES), name="type_known"),
         CheckConstraint("kind IS NULL OR " + _in("kind", KINDS), name="kind_known"),
         CheckConstraint("(change_id IS NOT NULL) <> (adjustment_id IS NOT NULL)", name="one_source"),
+        # Each source is referenced together with the entry's merchant: an entry can never point
+        # at another merchant's change, adjustment or contract, and the merchant exists because
+        # the source's own merchant_id references merchants (one_source: there is always one).
+        # One check per reference instead of a separate one for merchant_id: PostgreSQL checks
+        # every foreign key of every inserted row on its own, and posting inserts millions.
+        ForeignKeyConstraint(["merchant_id", "change_id"], ["attribution_changes.merchant_id", "attribution_changes.id"]),
+        ForeignKeyConstraint(["merchant_id", "adjustment_id"], ["ledger_adjustments.merchant_id", "ledger_adjustments.id"]),
+        ForeignKeyConstraint(["merchant_id", "contract_id"], ["contracts.merchant_id", "contracts.id"]),
         Index("ix_ledger_entries_merchant_billable", "merchant_id", "billable_at"),
         Index("ix_ledger_entries_order", "order_id"),
     )
 
     id: Mapped[int] = pk()
-    merchant_id: Mapped[int] = mapped_column(BigId, ForeignKey("merchants.id"), nullable=False)
+    merchant_id: Mapped[int] = mapped_column(BigId, nullable=False)
     entry_type: Mapped[str] = mapped_column(String(12), nullable=False)
-    change_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("attribution_changes.id"))
-    adjustment_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("ledger_adjustments.id"))
+    change_id: Mapped[int | None] = mapped_column(BigId)
+    adjustment_id: Mapped[int | None] = mapped_column(BigId)
     order_id: Mapped[int | None] = mapped_column(BigId)
-    contract_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("contracts.id"))
+    contract_id: Mapped[int | None] = mapped_column(BigId)
     kind: Mapped[str | None] = mapped_column(String(16))
     rate_bp: Mapped[int] = mapped_column(Integer, nullable=False)
     gmv_delta: Mapped[int] = mapped_column(MinorUnits, nullable=False)
@@ -107,6 +116,7 @@ class LedgerAdjustment(Base):
 
     __tablename__ = "ledger_adjustments"
     __table_args__ = (
+        UniqueConstraint("merchant_id", "id"),      # also the index of a merchant's adjustments
         CheckConstraint(_in("status", ("pending", "approved", "rejected")), name="status_known"),
         CheckConstraint("approved_by IS NULL OR approved_by <> requested_by", name="four_eyes"),
         CheckConstraint("status = 'pending' OR approved_by IS NOT NULL", name="decided_by_someone"),
@@ -116,7 +126,7 @@ class LedgerAdjustment(Base):
 
     id: Mapped[int] = pk()
     public_id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
-    merchant_id: Mapped[int] = mapped_column(BigId, ForeignKey("merchants.id"), nullable=False, index=True)
+    merchant_id: Mapped[int] = mapped_column(BigId, ForeignKey("merchants.id"), nullable=False)
     amount: Mapped[int] = mapped_column(MinorUnits, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
@@ -191,14 +201,17 @@ class InvoiceEntry(Base):
 
     __tablename__ = "invoice_entries"
     __table_args__ = (
-        UniqueConstraint("entry_id"),
+        # The line it is on; the line's invoice_id references invoices, so no separate key on
+        # invoice_id alone (closing inserts millions of these, each key checked row by row).
         ForeignKeyConstraint(["invoice_id", "line_no"], ["invoice_lines.invoice_id", "invoice_lines.line_no"]),
+        Index("ix_invoice_entries_invoice_id", "invoice_id"),
     )
 
-    id: Mapped[int] = pk()
-    invoice_id: Mapped[int] = mapped_column(BigId, ForeignKey("invoices.id"), nullable=False, index=True)
+    # The entry is the key: on at most one invoice, with no surrogate id to keep an index for.
+    entry_id: Mapped[int] = mapped_column(BigId, ForeignKey("ledger_entries.id"), primary_key=True,
+                                          autoincrement=False)
+    invoice_id: Mapped[int] = mapped_column(BigId, nullable=False)
     line_no: Mapped[int] = mapped_column(Integer, nullable=False)
-    entry_id: Mapped[int] = mapped_column(BigId, ForeignKey("ledger_entries.id"), nullable=False)
 
 
 class InvoiceCounter(Base):

@@ -93,3 +93,73 @@ def cap_deduction(commission_total: int, period_cap: int | None) -> int:
 
 def invoice_number(series: str, n: int) -> str:
     return f"{series}-{n:06d}"
+
+
+# -- Invoice lines ---------------------------------------------------------------------------
+KIND_ORDER = ("repurchase", "recovery", "first_purchase")
+KIND_TEXT = {"repurchase": "Commission on repurchases", "recovery": "Commission on recovered orders",
+             "first_purchase": "Commission on first purchases"}
+REVERSAL_TEXT = "Reversal of commission invoiced earlier (refunds, corrections)"
+ADJUSTMENT_TEXT = "Adjustments by finance"
+
+
+@dataclass(frozen=True)
+class EntryGroup:
+    """A merchant's open entries of one line type ("commission", "reversal", "adjustment") and
+    kind, summed: what the closing query returns per group."""
+    line_type: str
+    kind: str | None
+    orders: int          # distinct orders
+    gmv: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class Line:
+    line_type: str
+    kind: str | None
+    description: str
+    order_count: int
+    gmv: int
+    amount: int
+
+
+def invoice_lines(groups: list[EntryGroup], period_cap: int | None) -> list[Line]:
+    """The lines of one invoice, in their printed order: commission per kind (repurchase,
+    recovery, first purchase), one reversal line, one adjustment line, then the period cap line
+    if the cap binds. Every group lands on exactly one line except a commission group of an
+    unknown kind, which lands on none (the closing check then refuses the invoice). Reversal
+    order counts add up per kind: an order reversed under two kinds cannot happen (an order has
+    one kind)."""
+    lines: list[Line] = []
+    by = {(g.line_type, g.kind): g for g in groups}
+    for kind in KIND_ORDER:
+        g = by.get(("commission", kind))
+        if g:
+            lines.append(Line("commission", kind, KIND_TEXT[kind], g.orders, g.gmv, g.amount))
+    rev = [g for g in groups if g.line_type == "reversal"]
+    if rev:
+        lines.append(Line("reversal", None, REVERSAL_TEXT, sum(g.orders for g in rev), sum(g.gmv for g in rev),
+                          sum(g.amount for g in rev)))
+    adj = [g for g in groups if g.line_type == "adjustment"]
+    if adj:
+        lines.append(Line("adjustment", None, ADJUSTMENT_TEXT, 0, 0, sum(g.amount for g in adj)))
+    cap = cap_deduction(sum(line.amount for line in lines if line.line_type == "commission"), period_cap)
+    if cap:
+        lines.append(Line("period_cap", None, f"Commission cap for the period ({period_cap} minor units)", 0, 0, cap))
+    return lines
+
+
+def periods_from(first: str, last: str) -> list[str]:
+    """Period keys from ``first`` to ``last`` inclusive (empty if first is after last)."""
+    keys = []
+    y, m = (int(p) for p in first.split("-"))
+    while (key := f"{y:04d}-{m:02d}") <= last:
+        keys.append(key)
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return keys
+
+
+def payment_status(total: int) -> str:
+    """Nothing to collect on a zero invoice; a negative one is a credit to the merchant."""
+    return "unpaid" if total > 0 else ("paid" if total == 0 else "credited")
