@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger, Column, MetaData, String, Table, and_, case, delete, exists, func, insert, or_, select, text, update,
+    BigInteger, Column, MetaData, String, Table, and_, bindparam, case, delete, exists, func, insert, or_, select, text, update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
@@ -217,6 +219,7 @@ def close_round(session: Session, period_key: str, dues: list[Due], *, now: date
     result.invoices = _insert_invoices(session, period_key, drafts, now=now)
     _insert_invoice_entries(session, period_key)
     _check(session, period_key, result.invoices)
+    _give_numbers(session, list(result.invoices.values()))
     return result
 
 
@@ -259,6 +262,24 @@ def _groups(session: Session) -> dict[int, list[tuple[EntryGroup, set[str]]]]:
     return by
 
 
+def _give_numbers(session: Session, invoice_ids: list[int]) -> None:
+    """Consecutive numbers, in the order given (merchant id), taken last: the counter's row lock
+    is held from here to commit, so concurrent rounds (other workers) wait for each other only
+    for this statement and the commit, not for their whole work."""
+    first = _take_numbers(session, len(invoice_ids))
+    session.execute(update(INV).where(INV.c.id == bindparam("b_id")).values(number=bindparam("b_number")),
+                    [{"b_id": iid, "b_number": invoice_number(SERIES, first + i)} for i, iid in enumerate(invoice_ids)])
+
+
+def ensure_counter(session: Session) -> None:
+    """The invoice counter's row, made once (before workers close rounds at once: two rounds
+    finding it missing would both insert it). Insert-or-nothing on both databases."""
+    if session.scalar(select(IC.c.series).where(IC.c.series == SERIES)) is not None:
+        return
+    ins = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(ins(IC).values(series=SERIES, next_number=1).on_conflict_do_nothing())
+
+
 def _take_numbers(session: Session, n: int) -> int:
     """The first of ``n`` consecutive invoice numbers. One statement takes them and the counter's
     row lock, held to commit: a rolled-back round gives its numbers back, and a concurrent round
@@ -273,14 +294,15 @@ def _take_numbers(session: Session, n: int) -> int:
 
 
 def _insert_invoices(session: Session, period_key: str, drafts, *, now: datetime) -> dict[int, int]:
-    first = _take_numbers(session, len(drafts))
+    """Invoices and their lines. Each invoice is numbered by its public id until
+    ``_give_numbers``, the round's last statement (never visible: the round commits after it)."""
     rows = []
-    for i, (due, currency, lines) in enumerate(drafts):
+    for due, currency, lines in drafts:
+        public_id = new_public_id("inv")
         subtotal = sum(line.amount for line in lines if line.line_type != "period_cap")
         cap = sum(line.amount for line in lines if line.line_type == "period_cap")
-        rows.append(dict(public_id=new_public_id("inv"), merchant_id=due.merchant_id, period=period_key,
-                         period_start=due.period.start, period_end=due.period.end,
-                         number=invoice_number(SERIES, first + i), status="issued",
+        rows.append(dict(public_id=public_id, merchant_id=due.merchant_id, period=period_key,
+                         period_start=due.period.start, period_end=due.period.end, number=public_id, status="issued",
                          payment_status=payment_status(subtotal + cap), currency=currency, subtotal=subtotal,
                          cap_deduction=cap, total=subtotal + cap, days_until_due=due.days_until_due, issued_at=now,
                          paid_at=now if subtotal + cap == 0 else None, updated_at=now))

@@ -39,7 +39,7 @@ def _versions():
     return select(K, until.label("until")).subquery("kv")
 
 
-def _posting_select(now: datetime, merchant_ids: list[int] | None):
+def _posting_select(now: datetime, merchant_ids: list[int] | None, shard: tuple[int, int] | None = None):
     kv = _versions()
     in_force = ((kv.c.merchant_id == CH.c.merchant_id)
                 & ((kv.c.version == 1) | (kv.c.effective_from <= ORD.c.paid_at))
@@ -60,14 +60,19 @@ def _posting_select(now: datetime, merchant_ids: list[int] | None):
          .where(~exists().where(LE.c.change_id == CH.c.id)))
     if merchant_ids is not None:
         q = q.where(CH.c.merchant_id.in_(merchant_ids))
+    if shard is not None and shard[1] > 1:
+        q = q.where(CH.c.merchant_id % shard[1] == shard[0])
     # Entry ids follow change ids (an order's accrual before its refunds): invoicing tells a
     # reversal by an accrual invoiced with a lower id, and the join order must not decide it.
     return q.order_by(CH.c.id)
 
 
-def post_changes(session: Session, *, now: datetime, merchant_ids: list[int] | None = None) -> int:
-    """Post every attribution change not yet in the ledger (of ``merchant_ids``, or all).
-    Changes of merchants without a contract wait until one exists. Returns entries posted."""
+def post_changes(session: Session, *, now: datetime, merchant_ids: list[int] | None = None,
+                 shard: tuple[int, int] | None = None) -> int:
+    """Post every attribution change not yet in the ledger (of ``merchant_ids``, or all; with
+    ``shard=(k, n)`` only merchants whose id is k modulo n, so that n connections can post at
+    once without touching the same rows). Changes of merchants without a contract wait until one
+    exists. Returns entries posted."""
     cols = ["merchant_id", "entry_type", "change_id", "order_id", "contract_id", "kind", "rate_bp", "gmv_delta",
             "gmv_after", "amount", "currency", "effective_at", "billable_at", "posted_at"]
     if session.get_bind().dialect.name == "postgresql":
@@ -75,7 +80,7 @@ def post_changes(session: Session, *, now: datetime, merchant_ids: list[int] | N
         # they spill to disk in batches (27 MB for 200,000 changes). For this transaction only.
         session.execute(text("SET LOCAL work_mem = '64MB'"))
     # preserve_rowcount: SQLAlchemy otherwise reports -1 for INSERT ... SELECT on psycopg.
-    result = session.connection().execute(insert(LE).from_select(cols, _posting_select(now, merchant_ids))
+    result = session.connection().execute(insert(LE).from_select(cols, _posting_select(now, merchant_ids, shard))
                                           .execution_options(preserve_rowcount=True))
     return result.rowcount or 0
 

@@ -75,6 +75,9 @@ class Settings:
     stripe_api_key: str = ""
     stripe_api_base: str = ""
     stripe_webhook_secret: str = ""
+    # Connections the billing job posts and closes with at once (PostgreSQL; SQLite writes one
+    # at a time, so always 1 there). Each works on its own merchants.
+    billing_workers: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -105,6 +108,7 @@ class Settings:
             stripe_api_key=env.get("STRIPE_API_KEY") or base.stripe_api_key,
             stripe_api_base=env.get("STRIPE_API_BASE") or base.stripe_api_base,
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or base.stripe_webhook_secret,
+            billing_workers=_int(env, "BILLING_WORKERS", base.billing_workers, minimum=1),
         )
         settings.check()
         return settings
