@@ -32,12 +32,12 @@ def iso(t: datetime) -> str:
 class World:
     """A merchant whose facts a test writes one at a time, each at its own moment."""
 
-    def __init__(self, db, n_customers=3):
+    def __init__(self, db, n_customers=3, slug="acme"):
         self.db = db
         self.clock = FrozenClock(T0)
         self.rt = Runtime(settings=Settings(database_url=db.url, environment="test", secret_key="x"),
                           engine=db.engine, sessions=db.sessions, clock=self.clock)
-        self.mid = make_merchant(db.sessions, self.clock)[0]
+        self.mid = make_merchant(db.sessions, self.clock, slug=slug)[0]
         self.ingest({"customers": [customer(f"c{i}") for i in range(n_customers)],
                      "products": [product("p1"), product("p2", price=500)]}, T0 - 30 * D)
         with unit_of_work(db.sessions) as s:
