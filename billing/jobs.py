@@ -65,6 +65,8 @@ def run_billing(rt: Runtime, gateway=None, *, merchant_ids: list[int] | None = N
         for start in range(0, len(shard), CLOSE_BATCH):
             batch = set(shard[start:start + CLOSE_BATCH])
             # Period after period: a reversal is told by an accrual invoiced in an earlier round.
+            # A merchant refused in one period is not closed in later ones (their invoices would
+            # take in the refused period's entries); it waits for finance to fix its entries.
             for key, dues in due.items():
                 mine = [d for d in dues if d.merchant_id in batch]
                 if not mine:
@@ -72,6 +74,7 @@ def run_billing(rt: Runtime, gateway=None, *, merchant_ids: list[int] | None = N
                 with unit_of_work(rt.sessions) as s:
                     done = invoicing.close_round(s, key, mine, now=now)
                     numbers = dict(s.execute(invoicing.numbers_of(list(done.invoices.values()))).all())
+                batch -= set(done.refused)
                 with lock:
                     run.invoices += [numbers[i] for i in done.invoices.values()]
                     for reason in done.refused.values():

@@ -144,7 +144,7 @@ def finalize_invoice(store: Store, params: dict, invoice_id: str) -> dict:
     _only(params, {"auto_advance", "expand"})
     obj = store.get("invoice", invoice_id, param="invoice")
     if obj["status"] != "draft":
-        raise state(f"This invoice is already finalized, you can't re-finalize a non-draft invoice.")
+        raise state("This invoice is already finalized, you can't re-finalize a non-draft invoice.")
     customer = store.get("customer", obj["customer"])
     now = store.now()
     recompute(store, obj)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,7 +27,7 @@ from billing.models import Invoice
 from billing.stripe_local import LocalStripe
 from engine.campaigns.compose import Composer
 from engine.campaigns.jobs import dispatch_due
-from engine.campaigns.models import MessagingSettings, Send
+from engine.campaigns.models import MessagingSettings
 from engine.campaigns.planning import plan_campaign
 from engine.campaigns.service import create_campaign, transition_campaign
 from engine.channels.testing import LocalSmsGateway, LocalSmtpServer

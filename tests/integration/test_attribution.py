@@ -6,7 +6,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select
 
 from attribution.jobs import attribute_changed, attribute_merchant
 from attribution.models import AttributionChange, AttributionCursor, Click, OrderAttribution

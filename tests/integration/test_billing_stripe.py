@@ -12,7 +12,6 @@ from werkzeug.serving import make_server
 from billing import reconcile
 from billing.jobs import process_stripe_events, run_billing
 from billing.models import Invoice, StripeEvent
-from billing.stripe_gateway import StripeApiGateway
 from billing.stripe_local import LocalStripe
 from engine.core.config import Settings
 from engine.core.db import unit_of_work

@@ -117,5 +117,5 @@ def test_export_csv_per_merchant_and_period(app, world, db):
     with unit_of_work(db.sessions) as s:
         total = s.scalar(select(Invoice.total).where(Invoice.merchant_id == world.mid))
     assert sum(int(r["amount"]) for r in rows) == total
-    assert anna.get(f"/finance/exports/mer_nothere/2026-10.csv").status_code == 404
+    assert anna.get("/finance/exports/mer_nothere/2026-10.csv").status_code == 404
     assert anna.get(f"/finance/exports/{world.public_id}/2026-13.csv").status_code == 404

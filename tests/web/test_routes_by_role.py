@@ -11,7 +11,6 @@ A route in neither place fails the test: classify it when you add it.
 """
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
 
