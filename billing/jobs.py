@@ -66,7 +66,8 @@ def run_billing(rt: Runtime, gateway=None, *, merchant_ids: list[int] | None = N
             batch = set(shard[start:start + CLOSE_BATCH])
             # Period after period: a reversal is told by an accrual invoiced in an earlier round.
             # A merchant refused in one period is not closed in later ones (their invoices would
-            # take in the refused period's entries); it waits for finance to fix its entries.
+            # take in the refused period's entries); it waits until its entries are put right
+            # (an engineer's job today: docs/billing.md).
             for key, dues in due.items():
                 mine = [d for d in dues if d.merchant_id in batch]
                 if not mine:
@@ -95,8 +96,9 @@ def run_billing(rt: Runtime, gateway=None, *, merchant_ids: list[int] | None = N
 
 
 def _each(n: int, fn, items):
-    """``fn`` over ``items``, on ``n`` threads if n > 1; the first failure is raised (after the
-    other threads finish their current transaction)."""
+    """``fn`` over ``items``, on ``n`` threads if n > 1. A failure is raised once every worker
+    has stopped: the others finish their own merchants first (their work is independent and
+    each round is its own transaction)."""
     if n == 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="billing") as pool:
