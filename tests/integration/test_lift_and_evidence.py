@@ -17,7 +17,6 @@ from engine.commerce.models import Product
 from engine.core.db import unit_of_work
 from engine.core.errors import NotFound
 from engine.core.ids import new_public_id
-from tests.factories import make_merchant
 from tests.integration.test_attribution import D, H, T0, World
 
 PERIOD = dict(period_start=T0, period_end=T0 + 10 * D)
@@ -25,9 +24,8 @@ COMPOSER = Composer("t.example.test", b"test-signing-secret-0123456789")
 
 
 def other_world(db, monkeypatch, slug="other"):
-    """A second merchant (World always makes slug 'acme')."""
-    monkeypatch.setattr(base, "make_merchant", lambda sessions, clock: make_merchant(sessions, clock, slug=slug))
-    return World(db, n_customers=13)
+    """A second merchant (the first is slug 'acme')."""
+    return World(db, n_customers=13, slug=slug)
 
 
 def send(w: World, cust: str, at, status: str, *, reason=None, channel="sms", campaign=None, order_ext=None):

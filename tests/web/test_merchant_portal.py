@@ -59,14 +59,7 @@ def seed_money_history(db, *, slug: str = "acme") -> World:
 
 
 def _other_world(db, slug):
-    from tests import factories
-
-    original = factories.make_merchant
-    World.__init__.__globals__["make_merchant"] = lambda sessions, clock: original(sessions, clock, slug=slug)
-    try:
-        return World(db, n_customers=6)
-    finally:
-        World.__init__.__globals__["make_merchant"] = original
+    return World(db, n_customers=6, slug=slug)
 
 
 @pytest.fixture
