@@ -2,12 +2,15 @@
 
 Which databases: ``TEST_DATABASES`` (default ``sqlite,postgresql``). PostgreSQL is found at
 ``TEST_POSTGRES_URL`` (default the local server, database ``test``); each test run works in a
-schema of its own, created here and dropped afterwards. If PostgreSQL is wanted and unreachable
-the run stops with an error: it never silently skips.
+schema of its own, created here and dropped afterwards; schemas that interrupted runs left
+behind (named with their creation time) are dropped at the start of a later run once they are
+six hours old. If PostgreSQL is wanted and unreachable the run stops with an error: it never
+silently skips.
 """
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from datetime import datetime, timezone
 from urllib.parse import quote
@@ -38,10 +41,26 @@ def pytest_sessionstart(session):
             probe = create_engine(PG_URL, connect_args={"connect_timeout": 5})
             with probe.connect() as conn:
                 conn.execute(text("select 1"))
+                if "PYTEST_XDIST_WORKER" not in os.environ:     # once per run, not per worker
+                    _drop_stale_schemas(conn)
+                    conn.commit()
             probe.dispose()
         except Exception as exc:  # noqa: BLE001 - any failure to connect ends the run
             pytest.exit(f"PostgreSQL is unreachable at {PG_URL}: {exc}. Start it, or run with "
                         "TEST_DATABASES=sqlite to test SQLite only.", returncode=3)
+
+
+STALE_SCHEMA_SECONDS = 6 * 3600
+
+
+def _drop_stale_schemas(conn) -> None:
+    """Schemas ``t_<worker>_<epoch>_<hex>`` older than six hours: a run killed before its end
+    never dropped them (a run still going is never that old)."""
+    now = int(time.time())
+    for (name,) in conn.execute(text(r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\_%'")):
+        parts = name.split("_")
+        if len(parts) == 4 and parts[2].isdigit() and now - int(parts[2]) > STALE_SCHEMA_SECONDS:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
 
 
 def _worker() -> str:
@@ -58,7 +77,7 @@ class DatabaseUnderTest:
             self.url = f"sqlite:///{path}"
             self.schema = None
         else:
-            self.schema = f"t_{_worker()}_{uuid.uuid4().hex[:8]}"
+            self.schema = f"t_{_worker()}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
             admin = create_engine(PG_URL)
             with admin.begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
@@ -92,7 +111,14 @@ _dbs: dict[str, DatabaseUnderTest] = {}
 
 @pytest.fixture(scope="session")
 def _database_registry(tmp_path_factory):
-    yield lambda kind: _dbs.setdefault(kind, DatabaseUnderTest(kind, tmp_path_factory))
+    def database(kind: str) -> DatabaseUnderTest:
+        # Not dict.setdefault: that would build (create and migrate) a new database on every
+        # call and drop it on the floor, a leaked schema per test.
+        if kind not in _dbs:
+            _dbs[kind] = DatabaseUnderTest(kind, tmp_path_factory)
+        return _dbs[kind]
+
+    yield database
     for db in _dbs.values():
         db.close()
     _dbs.clear()
