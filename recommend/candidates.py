@@ -188,9 +188,13 @@ def generate(snap, customers: np.ndarray, config: CandidateConfig = CandidateCon
     s = np.concatenate(parts_s)
     t = np.concatenate(parts_t)
     key = c.astype(np.int64) * lines.n_items + i
-    uk, inv = np.unique(key, return_inverse=True)
-    src = np.zeros(len(uk), np.int8)
-    np.bitwise_or.at(src, inv, s)
-    tog = np.zeros(len(uk), np.float32)
-    np.maximum.at(tog, inv, t)
+    # One candidate per (customer, item): its sources OR-ed, its co-occurrence score the
+    # highest. Sort and reduce per run of equal keys (ufunc.at with np.unique's inverse was
+    # four times slower).
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+    uk = key[starts]
+    src = np.bitwise_or.reduceat(s[order], starts) if len(key) else np.zeros(0, np.int8)
+    tog = np.maximum.reduceat(t[order], starts) if len(key) else np.zeros(0, np.float32)
     return Candidates((uk // lines.n_items).astype(np.int32), (uk % lines.n_items).astype(np.int32), src, tog)

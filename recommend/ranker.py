@@ -50,7 +50,9 @@ def _rank_within(group: np.ndarray, score: np.ndarray) -> np.ndarray:
 def candidate_matrix(snap: Snapshot, cand: Candidates) -> np.ndarray:
     """Float32 feature matrix, one row per candidate, columns RANKER_FEATURES."""
     n = len(cand)
-    X = np.full((n, len(RANKER_FEATURES)), np.nan, dtype=np.float32)
+    # Column-major: the matrix is filled a column at a time (contiguous writes), and LightGBM
+    # takes either layout without a copy.
+    X = np.full((n, len(RANKER_FEATURES)), np.nan, dtype=np.float32, order="F")
     col = {name: i for i, name in enumerate(RANKER_FEATURES)}
     c, i = cand.customer, cand.item
     p = snap.pairs
