@@ -143,7 +143,7 @@ def generate(snap, customers: np.ndarray, config: CandidateConfig = CandidateCon
     seed_idx = np.flatnonzero(mine)[_top_per_group(pc[mine], pairs.baskets[mine].astype(np.float64), config.seeds)]
     if len(seed_idx):
         seeds, seed_of = np.unique(pi[seed_idx], return_inverse=True)
-        nb, ns = item_neighbours(snap.basket_matrix, seeds, stats, config.neighbours)
+        nb, ns = snap.neighbours(seeds, config.neighbours)
         c = np.repeat(pc[seed_idx], config.neighbours)
         i = nb[seed_of].ravel()
         s = ns[seed_of].ravel() * np.repeat(pairs.baskets[seed_idx], config.neighbours) ** 0.5

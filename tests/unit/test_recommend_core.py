@@ -106,3 +106,18 @@ def test_a_single_class_is_refused_with_its_counts():
     models = train_models(History(lines, h.catalog, h.customer_ids, "USD"), time_split(CUTOFF + 28 * DAY, n_train=6))
     assert models.propensity is None
     assert "converters" in models.fallbacks["propensity"]
+
+
+def test_neighbours_cached_across_chunks_change_no_candidate():
+    """Scoring goes chunk by chunk on one snapshot, which caches item neighbours across chunks:
+    every chunk's candidates and features must be those of a fresh snapshot."""
+    h = synthetic_history()
+    shared = Snapshot.at(h.lines, h.catalog, CUTOFF)
+    chunks = np.array_split(shared.known_customers(), 3)
+    for chunk in chunks:
+        cached = ranking_set(shared, chunk, None, drop_empty_groups=False)
+        fresh = ranking_set(Snapshot.at(h.lines, h.catalog, CUTOFF), chunk, None, drop_empty_groups=False)
+        for a, b in ((cached.cand.customer, fresh.cand.customer), (cached.cand.item, fresh.cand.item),
+                     (cached.cand.together, fresh.cand.together), (cached.X, fresh.X)):
+            np.testing.assert_array_equal(a, b)
+    assert shared.__dict__["_neighbour_cache"][2].sum() > 0       # the cache was used
