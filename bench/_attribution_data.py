@@ -291,6 +291,28 @@ def secondary_indexes(conn, kind: str, table: str) -> list[tuple[str, str]]:
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)", (table,)).all()
 
 
+def write_rows(cur, kind: str, table: str, cols: dict, n: int, chunk: int) -> None:
+    """Rows 0..n of ``cols`` (column specs) into ``table`` on a raw DB-API cursor, ``chunk`` at
+    a time: COPY on PostgreSQL, executemany on SQLite. The bulk loaders of every benchmark."""
+    names = ", ".join(cols)
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        if kind == "sqlite":
+            values = [_sqlite_column(spec, lo, hi) for spec in cols.values()]
+            cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})", zip(*values))
+        else:
+            values = [_pg_column(spec, lo, hi) for spec in cols.values()]
+            with cur.copy(f"COPY {table} ({names}) FROM STDIN") as cp:
+                cp.write("\n".join(map("\t".join, zip(*values))) + "\n")
+
+
+def reset_sequences(cur, tables) -> None:
+    """PostgreSQL: each table's id sequence past its largest id (COPY set ids explicitly)."""
+    for table in tables:
+        cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+
+
 def bulk_load(engine, data: dict, chunk: int = 200_000) -> dict[str, int]:
     """Write the generated tables; returns rows per table."""
     kind = engine.dialect.name
@@ -309,26 +331,12 @@ def bulk_load(engine, data: dict, chunk: int = 200_000) -> dict[str, int]:
             cur.execute("SET session_replication_role = replica")   # no FK triggers while loading
         for table in FACT_TABLES:
             for d in data[table]:
-                cols = _columns(table, d)
                 n = len(d["id"])
-                names = ", ".join(cols)
-                for lo in range(0, n, chunk):
-                    hi = min(lo + chunk, n)
-                    if kind == "sqlite":
-                        values = [_sqlite_column(spec, lo, hi) for spec in cols.values()]
-                        cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})",
-                                        zip(*values))
-                    else:
-                        values = [_pg_column(spec, lo, hi) for spec in cols.values()]
-                        text = "\n".join(map("\t".join, zip(*values))) + "\n"
-                        with cur.copy(f"COPY {table} ({names}) FROM STDIN") as cp:
-                            cp.write(text)
+                write_rows(cur, kind, table, _columns(table, d), n, chunk)
                 counts[table] += n
         if kind == "postgresql":
             cur.execute("SET session_replication_role = DEFAULT")
-            for table in FACT_TABLES:
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                            f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+            reset_sequences(cur, FACT_TABLES)
         raw.commit()
         if kind == "sqlite":
             cur.execute("PRAGMA foreign_keys=ON")      # only takes effect outside a transaction

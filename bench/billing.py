@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from bench._attribution_data import _pg_column, _sqlite_column, secondary_indexes  # noqa: E402
+from bench._attribution_data import reset_sequences, secondary_indexes, write_rows  # noqa: E402
 from bench._dbs import fresh_database  # noqa: E402
 from engine.core.db import make_engine, make_session_factory  # noqa: E402
 
@@ -218,22 +218,11 @@ def load(engine, tables: dict[str, dict], chunk: int = 200_000) -> dict[str, int
         cur.execute("PRAGMA foreign_keys=OFF" if kind == "sqlite" else "SET session_replication_role = replica")
         for table, cols in tables.items():
             n = len(cols["id"][1])
-            names = ", ".join(cols)
-            for lo in range(0, n, chunk):
-                hi = min(lo + chunk, n)
-                if kind == "sqlite":
-                    values = [_sqlite_column(spec, lo, hi) for spec in cols.values()]
-                    cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})", zip(*values))
-                else:
-                    values = [_pg_column(spec, lo, hi) for spec in cols.values()]
-                    with cur.copy(f"COPY {table} ({names}) FROM STDIN") as cp:
-                        cp.write("\n".join(map("\t".join, zip(*values))) + "\n")
+            write_rows(cur, kind, table, cols, n, chunk)
             counts[table] = n
         if kind == "postgresql":
             cur.execute("SET session_replication_role = DEFAULT")
-            for table in tables:
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                            f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+            reset_sequences(cur, tables)
         raw.commit()
         if kind == "sqlite":
             cur.execute("PRAGMA foreign_keys=ON")      # only takes effect outside a transaction
