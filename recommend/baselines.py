@@ -327,18 +327,30 @@ def _bought(lines: Lines, start: int, end: int) -> np.ndarray:
     return np.bincount(w.customer, minlength=w.n_customers) > 0
 
 
-def recency_only_probabilities(train_lines: Lines, train_cutoff: int, horizon_days: float,
-                               lines_before: Lines, cutoff: int, customers=None) -> np.ndarray:
-    """Recency turned into probabilities: fit, at ``train_cutoff``, the conversion rate in
-    (train_cutoff, train_cutoff + horizon] as a non-increasing function of days since the last
-    basket (isotonic regression, scipy.optimize.isotonic_regression, over every customer with
-    history then), and read it off at ``cutoff``: linear between the fitted points, constant beyond
-    the ends. Customers without history get the rate of the customers without history at
-    train_cutoff (the lowest fitted rate if there were none). The training label window must end
-    by ``cutoff``, so the fit sees nothing the scorer could not."""
+@dataclass(frozen=True)
+class RecencyFit:
+    """Conversion rate by days since the last basket (non-increasing, linear between the fitted
+    points, constant beyond the ends) and the rate of customers without history."""
+
+    days: np.ndarray
+    rate: np.ndarray
+    cold: float
+
+    def probabilities(self, lines_before: Lines, cutoff: int, customers=None) -> np.ndarray:
+        d = days_since_last_basket(lines_before, cutoff, customers)
+        out = np.full(len(d), self.cold, dtype=np.float64)
+        if len(self.days):
+            out[~np.isnan(d)] = np.interp(d[~np.isnan(d)], self.days, self.rate)
+        return out
+
+
+def fit_recency_only(train_lines: Lines, train_cutoff: int, horizon_days: float) -> RecencyFit:
+    """Fit, at ``train_cutoff``, the conversion rate in (train_cutoff, train_cutoff + horizon] as
+    a non-increasing function of days since the last basket (isotonic regression,
+    scipy.optimize.isotonic_regression, over every customer with history then). Customers
+    without history get the rate of the customers without history at train_cutoff (the lowest
+    fitted rate if there were none)."""
     h = int(round(horizon_days * DAY))
-    if train_cutoff + h > cutoff:
-        raise ValueError("train_cutoff + horizon must not pass the scoring cutoff")
     rec = days_since_last_basket(train_lines, train_cutoff)
     y = _bought(train_lines, train_cutoff, train_cutoff + h).astype(np.float64)
     has = ~np.isnan(rec)
@@ -348,11 +360,17 @@ def recency_only_probabilities(train_lines: Lines, train_cutoff: int, horizon_da
         n = np.bincount(inv).astype(np.float64)
         fit = isotonic_regression(np.bincount(inv, weights=y[has]) / n, weights=n, increasing=False).x
     cold = y[~has].mean() if (~has).any() else (fit.min() if len(fit) else 0.0)
-    d = days_since_last_basket(lines_before, cutoff, customers)
-    out = np.full(len(d), cold, dtype=np.float64)
-    if len(x):
-        out[~np.isnan(d)] = np.interp(d[~np.isnan(d)], x, fit)
-    return out
+    return RecencyFit(x, fit, float(cold))
+
+
+def recency_only_probabilities(train_lines: Lines, train_cutoff: int, horizon_days: float,
+                               lines_before: Lines, cutoff: int, customers=None) -> np.ndarray:
+    """Recency turned into probabilities: ``fit_recency_only`` at ``train_cutoff``, read off at
+    ``cutoff``. The training label window must end by ``cutoff``, so the fit sees nothing the
+    scorer could not."""
+    if train_cutoff + int(round(horizon_days * DAY)) > cutoff:
+        raise ValueError("train_cutoff + horizon must not pass the scoring cutoff")
+    return fit_recency_only(train_lines, train_cutoff, horizon_days).probabilities(lines_before, cutoff, customers)
 
 
 def bgnbd_summary(lines_before: Lines, cutoff: int):

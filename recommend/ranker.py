@@ -150,15 +150,37 @@ def train_ranker(train: list[RankingSet], valid: RankingSet, params: dict | None
                      callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
 
 
+def _best_per_group(group: np.ndarray, score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of each group's ``k`` best scores (ties: earlier position first) and their rank
+    in the group; ``group`` must be sorted (candidates are). Each group's scores go into one
+    row of a padded matrix sorted row by row: four times faster than sorting all rows by
+    (group, score), unless a huge group would make the padding large."""
+    n = len(group)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    if len(starts) * int(sizes.max()) > 4 * n + 1_000_000:
+        order = np.lexsort((-score, group))
+        rank = np.arange(n) - np.repeat(starts, sizes)
+        keep = rank < k
+        return order[keep], rank[keep]
+    pos = np.arange(n) - np.repeat(starts, sizes)
+    padded = np.full((len(starts), int(sizes.max())), np.inf)
+    padded[np.repeat(np.arange(len(starts)), sizes), pos] = -score
+    best = np.argsort(padded, axis=1, kind="stable")[:, :k]
+    rank = np.broadcast_to(np.arange(best.shape[1]), best.shape)
+    real = best < sizes[:, None]
+    return (best + starts[:, None])[real], rank[real]
+
+
 def top_k(cand: Candidates, scores: np.ndarray, customers: np.ndarray, n_customers: int, k: int,
           *, with_scores: bool = False):
     """(len(customers), k) item codes by descending score; BASKET items first; -1 padded.
     With ``with_scores``, also the scores and source bit masks of those picks (0 where padded)."""
     boosted = scores + np.where((cand.source & BASKET) > 0, 1e6, 0.0)  # basket items first
-    order = np.lexsort((-boosted, cand.customer))
+    order, rank = _best_per_group(cand.customer, boosted, k)
     c = cand.customer[order]
-    starts = np.r_[0, np.flatnonzero(c[1:] != c[:-1]) + 1] if len(c) else np.zeros(0, np.int64)
-    rank = np.arange(len(c)) - np.repeat(starts, np.diff(np.r_[starts, len(c)]))
     keep = rank < k
     # rows by position in ``customers``, so memory follows the chunk, not the merchant
     row_of = np.full(n_customers, -1, np.int64)

@@ -12,9 +12,11 @@ Basket items (open cart, unpaid order) always come first in the picks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from engine.core.allocator import reusing_freed_memory
 from recommend import baselines
 from recommend.candidates import BASKET
 from recommend.propensity import PropensityModel, customer_set
@@ -41,11 +43,18 @@ def score_chunks(history: History, snap: Snapshot, customers: np.ndarray, *, pro
                  ranker, horizon_days: int, k: int, chunk: int = CHUNK_CUSTOMERS,
                  progress=None):
     """Yield a ChunkResult per chunk of ``customers`` (codes)."""
+    # Chunks allocate and free the same large arrays over and over: keep freed memory for
+    # the next one instead of faulting in fresh pages (engine.core.allocator says why).
+    with reusing_freed_memory():
+        yield from _chunks(history, snap, customers, propensity, ranker, horizon_days, k, chunk, progress)
+
+
+def _chunks(history, snap, customers, propensity, ranker, horizon_days, k, chunk, progress):
     lines = snap.lines
     now = snap.cutoff
     n_baskets = snap.customers.n_baskets
-    # The recency baseline, fitted on the latest complete window, serves every p fallback.
-    fit_at = now - horizon_days * DAY
+    recommendable = history.catalog.recommendable
+    run = _RunConstants(history, snap, horizon_days, k)
     for start in range(0, len(customers), chunk):
         part = customers[start:start + chunk]
         has_history = n_baskets[part] > 0
@@ -53,15 +62,14 @@ def score_chunks(history: History, snap: Snapshot, customers: np.ndarray, *, pro
         if propensity is not None:
             X = customer_set(snap, part, None, horizon_days, propensity.bgnbd_params).X
             p, value = propensity.probability(X), propensity.order_value(X)
-        else:
-            p = baselines.recency_only_probabilities(history.lines, fit_at, horizon_days, lines, now, part)
-            value = np.full(len(part), _mean_basket(lines))
-            reason = ["no_propensity_model"] * len(part)
-        if propensity is not None:
             cold = ~has_history
             if cold.any():
-                p[cold] = baselines.recency_only_probabilities(history.lines, fit_at, horizon_days, lines, now, part[cold])
-                value[cold] = _mean_basket(lines)
+                p[cold] = run.recency.cold
+                value[cold] = run.mean_basket
+        else:
+            p = run.recency.probabilities(lines, now, part)
+            value = np.full(len(part), run.mean_basket)
+            reason = ["no_propensity_model"] * len(part)
         picks = np.full((len(part), k), -1, np.int32)
         scores = np.zeros((len(part), k), np.float32)
         sources = np.full((len(part), k), "", dtype=object)
@@ -76,9 +84,13 @@ def score_chunks(history: History, snap: Snapshot, customers: np.ndarray, *, pro
             sources[idx] = np.where(src & BASKET, "basket", np.where(rec >= 0, "ranker", ""))
         fallback_rows = np.flatnonzero(~has_history) if ranker is not None else np.arange(len(part))
         if len(fallback_rows):
-            fb = baselines.p_pop_filled(lines, now, history.catalog, part[fallback_rows], k)
+            # the best baseline, P-Pop + popularity; without history that is the popular list
+            fb = np.tile(run.popular, (len(fallback_rows), 1))
+            with_history = has_history[fallback_rows]
+            if with_history.any():
+                fb[with_history] = baselines.p_pop_filled(lines, now, history.catalog, part[fallback_rows[with_history]], k)
             for r, rec in zip(fallback_rows, fb):
-                basket = [int(i) for i in snap.basket_items.get(int(part[r]), []) if history.catalog.recommendable[i]]
+                basket = [int(i) for i in snap.basket_items.get(int(part[r]), []) if recommendable[i]]
                 merged = basket + [int(i) for i in rec if i >= 0 and int(i) not in basket]
                 picks[r, :] = -1
                 for j, it in enumerate(merged[:k]):
@@ -96,6 +108,26 @@ def score_chunks(history: History, snap: Snapshot, customers: np.ndarray, *, pro
             progress(min(start + chunk, len(customers)), len(customers))
 
 
-def _mean_basket(lines) -> float:
-    b = lines.baskets()
-    return float(b.amount.mean()) if len(b) else 0.0
+class _RunConstants:
+    """What every chunk's fallbacks share, computed once per run and only when needed."""
+
+    def __init__(self, history, snap, horizon_days: int, k: int):
+        self._history, self._snap, self._horizon, self._k = history, snap, horizon_days, k
+
+    @cached_property
+    def recency(self) -> baselines.RecencyFit:
+        # the recency baseline, fitted on the latest complete window, serves every p fallback
+        return baselines.fit_recency_only(self._history.lines, self._snap.cutoff - self._horizon * DAY, self._horizon)
+
+    @cached_property
+    def mean_basket(self) -> float:
+        b = self._snap.lines.baskets()
+        return float(b.amount.mean()) if len(b) else 0.0
+
+    @cached_property
+    def popular(self) -> np.ndarray:
+        """The global popularity baseline's list (k items, -1 padded), from the snapshot's counts."""
+        out = np.full(self._k, -1, np.int32)
+        top = self._snap.top_popular(self._k)
+        out[:len(top)] = top
+        return out

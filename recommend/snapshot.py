@@ -83,6 +83,37 @@ class Snapshot:
         return items[seeds], scores[seeds]
 
     @cached_property
+    def category_popular_items(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items by category, most popular first (recommendable ones before the rest), and
+        each category's first position and count in that order: the CATEGORY source's list,
+        the same for every chunk."""
+        pop = np.where(self.catalog.recommendable, self.items.popularity, -1.0)
+        order = np.lexsort((-pop, self.catalog.category))
+        cats_sorted = self.catalog.category[order]
+        first = np.searchsorted(cats_sorted, np.arange(self.n_cat))
+        count = np.searchsorted(cats_sorted, np.arange(self.n_cat), side="right") - first
+        return order, first, count
+
+    def top_popular(self, n: int) -> np.ndarray:
+        """The global popularity baseline's first ``n`` items (``baselines.global_popularity``:
+        recommendable items bought at least once, by baskets holding them, ties by lower code)."""
+        counts = self.items.popularity
+        order = np.lexsort((np.arange(len(counts)), -counts))
+        order = order[self.catalog.recommendable[order] & (counts[order] > 0)]
+        return order[:n].astype(np.int32)
+
+    def popular_items(self, k: int) -> np.ndarray:
+        """The ``k`` most popular recommendable items over the whole history and over the last
+        30 days (the POPULAR source, the same list for everyone), in item order."""
+        cache = self.__dict__.setdefault("_popular_items", {})
+        if k not in cache:
+            ok = self.catalog.recommendable
+            popular = np.unique(np.r_[np.argsort(-np.where(ok, self.items.popularity, -1))[:k],
+                                      np.argsort(-np.where(ok, self.items.popularity_30, -1))[:k]])
+            cache[k] = popular[ok[popular]]
+        return cache[k]
+
+    @cached_property
     def decayed_totals(self) -> np.ndarray:
         return decayed_basket_totals(self.lines, self.cutoff)
 

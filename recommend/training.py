@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.core.allocator import reusing_freed_memory
 from recommend.metrics import auc, ranking_metrics, truth_items
 from recommend.propensity import NotEnoughData, PropensityModel, customer_set, train_propensity
 from recommend.ranker import ranking_set, top_k, train_ranker
@@ -39,6 +40,12 @@ def _progress(progress, message: str) -> None:
 
 
 def train_models(history: History, split: TimeSplit, *, progress=None, ranker_cutoffs: int | None = None) -> TrainedModels:
+    # many cutoffs' large arrays, freed and allocated again: keep freed memory (engine.core.allocator)
+    with reusing_freed_memory():
+        return _train_models(history, split, progress, ranker_cutoffs)
+
+
+def _train_models(history: History, split: TimeSplit, progress, ranker_cutoffs: int | None) -> TrainedModels:
     out = TrainedModels(split)
     lines, catalog = history.lines, history.catalog
     h = split.horizon_days * DAY
