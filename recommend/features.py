@@ -225,61 +225,69 @@ def stable_argsort(keys: np.ndarray) -> np.ndarray:
 
 
 def _decay(age_seconds: np.ndarray, half_life_days: float) -> np.ndarray:
-    """0.5 ** (age / half-life), as exp (twice as fast as a power of a float array)."""
-    return np.exp(age_seconds * (-np.log(2.0) / (half_life_days * DAY)))
+    """0.5 ** (age / half-life), as exp (twice as fast as a power of a float array), in the
+    input's float type."""
+    return np.exp(age_seconds * age_seconds.dtype.type(-np.log(2.0) / (half_life_days * DAY)))
 
 
 def pair_stats(lines: Lines, cutoff: int) -> PairStats:
     # One stable sort by (customer, item) keeps each pair's lines in time order (lines come
     # sorted by time); an entry is one (customer, item, basket), whatever the number of lines
-    # of that item in the basket.
+    # of that item in the basket. Counts are segment sums in int32 and the decay weights
+    # float32 (summed in float64): every full-length temporary is fresh memory, which costs
+    # more than the arithmetic (engine.core.allocator).
     n_items = lines.n_items
     line_key = lines.customer.astype(np.int64) * n_items + lines.item
     order = stable_argsort(line_key)
     key_l, basket_l = line_key[order], lines.basket[order]
+    del line_key
     if len(key_l) == 0:
         z = np.zeros(0, np.int64)
         return PairStats(z, z.astype(np.int32), z, z, z, z.astype(np.int32), z.astype(np.int32),
                          np.zeros((0, len(HALF_LIVES)), np.float32), z.astype(np.int32), z.astype(np.int32), n_items)
     entry_start = np.flatnonzero(np.r_[True, (key_l[1:] != key_l[:-1]) | (basket_l[1:] != basket_l[:-1])])
-    qty = np.add.reduceat(lines.quantity[order].astype(np.int64), entry_start)
+    qty = np.add.reduceat(lines.quantity[order], entry_start, dtype=np.int64)
     key, basket = key_l[entry_start], basket_l[entry_start]
     ts = lines.ts[order[entry_start]]
+    del key_l, basket_l, order
     from_end = basket_rank_from_end(lines)[basket]
     new_pair = np.r_[True, key[1:] != key[:-1]]
     starts = np.flatnonzero(new_pair)
     ends = np.r_[starts[1:], len(key)] - 1
-    pair_of = np.cumsum(new_pair) - 1            # entry -> pair row
     n_pairs = len(starts)
-    age = cutoff - ts
+    age = (cutoff - ts).astype(np.float32)   # seconds; float32 is exact to a few seconds here
     decayed = np.empty((n_pairs, len(HALF_LIVES)), np.float32)
     for j, hl in enumerate(HALF_LIVES):
-        decayed[:, j] = np.bincount(pair_of, weights=_decay(age, hl), minlength=n_pairs)
-    entry_customer = key // n_items
-    entry_item = key % n_items
+        decayed[:, j] = np.add.reduceat(_decay(age, hl), starts, dtype=np.float64)
     repeat_entry = ~new_pair
     recent = from_end < 5
-    routine = (np.bincount(entry_customer, weights=recent & repeat_entry, minlength=lines.n_customers)
-               / np.maximum(np.bincount(entry_customer, weights=recent, minlength=lines.n_customers), 1)).astype(np.float32)
+    # entries are sorted by customer: per-customer sums are segment sums too
+    entry_customer = key // n_items
+    cust_starts = np.flatnonzero(np.r_[True, entry_customer[1:] != entry_customer[:-1]])
+    who = entry_customer[cust_starts]
+    routine = np.zeros(lines.n_customers, np.float32)
+    routine[who] = (np.add.reduceat(recent & repeat_entry, cust_starts, dtype=np.int32)
+                    / np.maximum(np.add.reduceat(recent, cust_starts, dtype=np.int32), 1))
+    entry_item = key % n_items
     gap = np.r_[0, np.diff(ts)]
-    quick = np.bincount(entry_item, weights=repeat_entry & (gap <= 14 * DAY), minlength=n_items)
-    repeats = np.bincount(entry_item, weights=repeat_entry, minlength=n_items)
+    quick = np.bincount(entry_item[repeat_entry & (gap <= 14 * DAY)], minlength=n_items)
+    repeats = np.bincount(entry_item[repeat_entry], minlength=n_items)
     within_14 = np.where(repeats > 0, quick / np.maximum(repeats, 1), np.nan).astype(np.float32)
 
-    def per_pair(weights) -> np.ndarray:
-        return np.bincount(pair_of, weights=weights, minlength=n_pairs)
+    def per_pair(mask) -> np.ndarray:
+        return np.add.reduceat(mask, starts, dtype=np.int32)
 
     return PairStats(
         key=key[starts],
         baskets=np.diff(np.r_[starts, len(key)]).astype(np.int32),
         first_ts=ts[starts], last_ts=ts[ends],
         quantity=np.add.reduceat(qty, starts),
-        recent_30=per_pair(age <= 30 * DAY).astype(np.int32),
-        recent_90=per_pair(age <= 90 * DAY).astype(np.int32),
+        recent_30=per_pair(age <= 30 * DAY),
+        recent_90=per_pair(age <= 90 * DAY),
         decayed=decayed,
         # entries run oldest first, so a pair's last entry is its latest basket
         baskets_ago=from_end[ends].astype(np.int32),
-        in_last_5=per_pair(recent).astype(np.int32),
+        in_last_5=per_pair(recent),
         n_items=n_items,
         routine=routine,
         repeat_within_14=within_14,
