@@ -435,13 +435,28 @@ def fit_bgnbd(lines_before: Lines, cutoff: int, penalizer: float = 0.0) -> tuple
     return float(p["r"]), float(p["alpha"]), float(p["a"]), float(p["b"])
 
 
+def _fit_bgnbd_converging(lines_before: Lines, cutoff: int, penalizer: float):
+    with warnings.catch_warnings():  # lifetimes sets a pandas option that pandas 3 deprecates
+        warnings.simplefilter("ignore")
+        from lifetimes.utils import ConvergenceError
+
+    tries = [penalizer] + [p for p in (0.001, 0.01, 0.1) if p > penalizer]
+    for pen in tries[:-1]:
+        try:
+            return fit_bgnbd(lines_before, cutoff, pen)
+        except ConvergenceError:
+            continue
+    return fit_bgnbd(lines_before, cutoff, tries[-1])
+
+
 def bgnbd_probabilities(lines_before: Lines, cutoff: int, horizon_days: float, customers=None,
                         penalizer: float = 0.0) -> np.ndarray:
     """BG/NBD P(at least one paid order in the next ``horizon_days``), fitted at the cutoff on the
     visible history (``fit_bgnbd``, lifetimes' default penalizer 0). Customers without history get
     the mean probability of those with history (BG/NBD only describes customers after their first
-    purchase)."""
-    r, alpha, a, b = fit_bgnbd(lines_before, cutoff, penalizer)
+    purchase). Where lifetimes does not converge without a penalizer (small or regular
+    merchants) it is refitted with the small penalizers lifetimes' error message suggests."""
+    r, alpha, a, b = _fit_bgnbd_converging(lines_before, cutoff, penalizer)
     x, t_x, T, has = bgnbd_summary(lines_before, cutoff)
     p = bgnbd_p_purchase(r, alpha, a, b, x, t_x, T, horizon_days)
     p[~has] = p[has].mean() if has.any() else 0.0

@@ -144,7 +144,7 @@ def item_neighbours(matrices: tuple[sp.csr_matrix, sp.csc_matrix], seeds: np.nda
 
 def generate(snap, customers: np.ndarray, config: CandidateConfig = CandidateConfig()) -> Candidates:
     """Candidates for ``customers`` from a :class:`recommend.snapshot.Snapshot`."""
-    lines, pairs, stats, catalog, cutoff = snap.lines, snap.pairs, snap.items, snap.catalog, snap.cutoff
+    lines, pairs, catalog, cutoff = snap.lines, snap.pairs, snap.catalog, snap.cutoff
     cat_keys, cat_share, n_cat, basket_items = snap.cat_keys, snap.cat_share, snap.n_cat, snap.basket_items
     ok = catalog.recommendable
     want = np.zeros(lines.n_customers, bool)

@@ -128,9 +128,12 @@ def register(cli: click.Group, get_runtime) -> None:
     @click.option("--test-cutoff", default="2017-12-04", show_default=True,
                   help="Test cutoff (a date, midnight America/New_York); validation and training cutoffs precede it")
     @click.option("--horizon", default=14, show_default=True, type=click.IntRange(1, 90))
+    @click.option("--rolling", default=1, show_default=True, type=click.IntRange(1, 40),
+                  help="Repeat the whole eval at this many test cutoffs a week apart, ending at --test-cutoff, "
+                       "and pool the small low-frequency slice over them (about 100 s a cutoff)")
     @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Also write the figures as JSON")
     @click.option("--no-progress", is_flag=True)
-    def eval_cmd(test_cutoff, horizon, json_path, no_progress):
+    def eval_cmd(test_cutoff, horizon, rolling, json_path, no_progress):
         """Measure our ranker and propensity model against the baselines on The Complete Journey."""
         import pandas as pd
 
@@ -143,12 +146,19 @@ def register(cli: click.Group, get_runtime) -> None:
         except ValueError:
             click.secho(f"error: --test-cutoff {test_cutoff!r} is not a date", fg="red", err=True)
             sys.exit(2)
+        from recommend.rolling_eval import evaluate_rolling, format_rolling, rolling_cutoffs
+
         history = load_history()
-        if not (history.lines.ts[0] < cut - 60 * 86_400 and cut + horizon * 86_400 <= history.lines.ts[-1] + 86_400):
-            click.secho("error: the test cutoff must leave two months of history before it and its horizon inside "
+        cutoffs = rolling_cutoffs(cut, rolling)
+        if not (history.lines.ts[0] < cutoffs[0] - 60 * 86_400 and cut + horizon * 86_400 <= history.lines.ts[-1] + 86_400):
+            click.secho("error: every test cutoff must leave two months of history before it and its horizon inside "
                         "the data (2017-01-01 .. 2018-01-01)", fg="red", err=True)
             sys.exit(2)
-        report = evaluate(history, time_split(cut, horizon_days=horizon), progress=_echo_progress(not no_progress))
-        click.echo(format_report(report))
+        if rolling > 1:
+            report = evaluate_rolling(history, cutoffs, horizon_days=horizon, progress=_echo_progress(not no_progress))
+            click.echo(format_rolling(report))
+        else:
+            report = evaluate(history, time_split(cut, horizon_days=horizon), progress=_echo_progress(not no_progress))
+            click.echo(format_report(report))
         if json_path:
             Path(json_path).write_text(json.dumps(report.as_dict(), indent=2, default=float))
