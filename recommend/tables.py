@@ -50,9 +50,10 @@ class Lines:
                      self.quantity[keep], self.amount[keep], self.n_customers, self.n_items)
 
     def before(self, cutoff: int) -> "Lines":
-        """Facts strictly before ``cutoff``: what a model may see at that moment."""
+        """Facts strictly before ``cutoff``: what a model may see at that moment (these very
+        lines when all are, so what is derived from them once is not derived again)."""
         end = int(np.searchsorted(self.ts, cutoff, side="left"))
-        return self._slice(0, end)
+        return self if end == len(self) else self._slice(0, end)
 
     def window(self, start: int, end: int) -> "Lines":
         """Facts in (start, end]: the label window after a cutoff."""
@@ -65,7 +66,17 @@ class Lines:
                      self.quantity[a:b], self.amount[a:b], self.n_customers, self.n_items)
 
     def baskets(self) -> "Baskets":
-        """One row per basket (order): customer, ts, merchandise amount, number of lines."""
+        """One row per basket (order): customer, ts, merchandise amount, number of lines.
+        Computed once per Lines (several statistics of a snapshot need it)."""
+        cached = self.__dict__.get("_baskets")
+        if cached is None:
+            cached = self._baskets_uncached()
+            for a in (cached.customer, cached.ts, cached.amount, cached.n_lines):
+                a.flags.writeable = False  # shared by every caller: nobody may change it
+            object.__setattr__(self, "_baskets", cached)
+        return cached
+
+    def _baskets_uncached(self) -> "Baskets":
         if len(self) == 0:
             z = np.zeros(0, dtype=np.int64)
             return Baskets(z.astype(np.int32), z, z, z.astype(np.int32), self.n_customers)
