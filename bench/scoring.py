@@ -7,7 +7,7 @@ customers. ``--scale N`` replicates the merchant's customers N times (each copy 
 customer with the same history) to show that memory stays bounded as the merchant grows.
 Prints candidate rows per second end to end, bare LightGBM predict on the same matrix, their
 ratio, and peak RSS. Database reads and writes are not included (see ``app.py score``).
-Timings on a shared machine vary by 10-20 % from run to run: run it a few times.
+Timings on this shared machine vary by up to a quarter from run to run: run it several times.
 
     python bench/scoring.py [--scale 1] [--chunk 5000]
 """
