@@ -26,3 +26,7 @@ def order(oid="o1", cid="c1", lines=(("p1", 2, 1250),), currency="USD", placed_a
     total = sum(l["amount"] for l in ls) - kw.get("discount_amount", 0)
     return {"id": oid, "customer_id": cid, "currency": currency, "placed_at": placed_at,
             "merchandise_amount": total, "lines": ls, **kw}
+
+
+def promotion(prid="pr1", pid="p1", kind="mailer", starts_at="2026-11-09T05:00:00Z", ends_at="2026-11-16T05:00:00Z", **kw):
+    return {"id": prid, "product_id": pid, "kind": kind, "starts_at": starts_at, "ends_at": ends_at, **kw}

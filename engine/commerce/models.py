@@ -251,3 +251,47 @@ class ConsentEvent(Base):
     source: Mapped[str] = mapped_column(String(32), nullable=False)
     keyword: Mapped[str | None] = mapped_column(String(64))  # the raw reply, e.g. "STOP" or "退订"
     created_at: Mapped[datetime] = created_at()
+
+
+class PromotionKind(str, enum.Enum):
+    """What a merchant can plan for a product (the same names as ``recommend.tables.PROMOTION_KINDS``)."""
+
+    DISPLAY = "display"     # featured: home or category page, in-store display
+    MAILER = "mailer"       # in the merchant's own newsletter, flyer or circular
+    DISCOUNT = "discount"   # a temporary price reduction
+
+
+class Promotion(Base):
+    """A promotion the merchant plans for one product over a period.
+
+    Plans are about the future, so unlike a purchase they may be read before their period:
+    the recommender sees, at a moment t, every plan known before t (``planned_at``, or when we
+    first received it) for the days after t. Edits are not versioned: a plan's latest version
+    counts from the moment it was first known (docs/ingestion-api.md says so).
+    """
+
+    __tablename__ = "promotions"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "external_id"),
+        ForeignKeyConstraint(["merchant_id", "product_id"], ["products.merchant_id", "products.id"]),
+        CheckConstraint("ends_at > starts_at", name="period_positive"),
+        CheckConstraint("reach_bp > 0 AND reach_bp <= 10000", name="reach_bp_range"),
+        Index("ix_promotions_merchant_period", "merchant_id", "ends_at"),
+    )
+
+    id: Mapped[int] = pk()
+    merchant_id: Mapped[int] = mapped_column(BigId, ForeignKey("merchants.id"), nullable=False)
+    external_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    product_id: Mapped[int] = mapped_column(BigId, nullable=False)
+    kind: Mapped[PromotionKind] = mapped_column(_enum(PromotionKind, "promotion_kind"), nullable=False)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)  # exclusive
+    # Share of the merchant's audience (or stores) the promotion reaches, in basis points.
+    reach_bp: Mapped[int] = mapped_column(Integer, nullable=False, default=10_000)
+    cancelled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # When the merchant fixed the plan, if they say (a historical upload must, or its plans
+    # count only from their upload); otherwise created_at is when the plan became known.
+    planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    source_updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)

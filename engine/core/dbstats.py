@@ -52,4 +52,4 @@ def _refresh(engine: Engine, tables: list[str]) -> list[str]:
     return stale
 
 
-INGEST_TABLES = ["customers", "products", "carts", "cart_items", "orders", "order_lines", "refunds", "consent_events"]
+INGEST_TABLES = ["customers", "products", "promotions", "carts", "cart_items", "orders", "order_lines", "refunds", "consent_events"]

@@ -28,7 +28,7 @@ class InvalidTransition(EngineError):
 class Problem:
     """One reason one record was refused: which record, which field, why."""
 
-    resource: str          # customers, products, orders, refunds, carts, consent_events
+    resource: str          # customers, products, promotions, orders, refunds, carts, consent_events
     index: int             # position of the record in its list (0-based) or row number in a file
     external_id: str | None
     field: str             # dotted path, e.g. "lines[2].amount"; "" for the record as a whole

@@ -30,6 +30,8 @@ def _field_schema(f: Field) -> dict:
         schema = dict(_KIND_SCHEMAS[f.kind])
         if f.max_len:
             schema["maxLength"] = f.max_len
+        if f.max_value is not None:
+            schema["maximum"] = f.max_value
     if f.description:
         schema["description"] = (schema.get("description", "") + ". " if "description" in schema else "") + f.description
     if f.default is not None:
@@ -112,12 +114,12 @@ def openapi_document(settings: Settings) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Repurchase engine ingestion API", "version": "1",
                  "description": (
-                     "Send your customers, products, carts, orders, refunds and consent changes. "
+                     "Send your customers, products, promotion plans, carts, orders, refunds and consent changes. "
                      "Every record is keyed by your own id; sending the same batch twice changes nothing, and a "
                      "later version (updated_at) updates a record. A batch is all or nothing: a 422 lists every "
                      "bad record, field and reason. Money is integer minor units in your currency; timestamps "
-                     "are ISO 8601 with an offset. Order lines must name products you have already sent "
-                     "(earlier, or earlier in the same batch): unknown products are refused, not created.")},
+                     "are ISO 8601 with an offset. Order lines and promotions must name products you have already "
+                     "sent (earlier, or earlier in the same batch): unknown products are refused, not created.")},
         "servers": [{"url": "/api/v1"}],
         "components": {"schemas": schemas, "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}}},
         "security": [{"apiKey": []}],

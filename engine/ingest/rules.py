@@ -3,17 +3,19 @@
 ``check_record`` turns one raw record (a JSON object, or a file row already coerced) into a clean
 dict of Python values, or a list of (field, reason) pairs naming everything wrong with it. Rules
 that need the database (does the customer exist, is the refund larger than what is left) live in
-``services.py``.
+the upserts that ``services.py`` dispatches to. So does the use of the one rule that needs the
+moment of ingestion (``planned_at_problem``: a promotion's planned_at may not be in the future),
+so that ``check_record`` gives the same verdict on a record whenever it is run.
 """
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from engine.core.money import CURRENCY_EXPONENTS
 from engine.ingest.schema import (
-    CONSENT_KEYWORDS_IN, CONSENT_KEYWORDS_OUT, Field, RecordSpec,
+    CONSENT_KEYWORDS_IN, CONSENT_KEYWORDS_OUT, MAX_PROMOTION_DAYS, Field, RecordSpec,
 )
 
 MAX_INT64 = 2**63 - 1
@@ -91,6 +93,11 @@ def _check_value(f: Field, value: object, merchant_currency: str) -> object:
             raise _Bad(f"must be an integer{units}, got {_show(value)}")
         if kind == "minor" and value < 0:
             raise _Bad(f"must not be negative, got {value}")
+        if f.max_value is not None:
+            low = 0 if kind == "minor" else 1
+            if not low <= value <= f.max_value:
+                unit = " basis points (10000 = 100%)" if f.name.endswith("_bp") else ""
+                raise _Bad(f"must be an integer from {low} to {f.max_value}{unit}, got {value}")
         if kind == "posint" and value <= 0:
             raise _Bad(f"must be a positive integer, got {value}")
         if value > MAX_INT64:
@@ -212,7 +219,31 @@ def _consent_cross(e: dict) -> list[FieldProblem]:
     return []
 
 
-_CROSS_CHECKS = {"orders": _order_cross, "carts": _cart_cross, "consent_events": _consent_cross}
+def _promotion_cross(p: dict) -> list[FieldProblem]:
+    period = p["ends_at"] - p["starts_at"]
+    if period <= timedelta(0):
+        return [("ends_at", f"must be after starts_at ({p['starts_at'].isoformat()}); ends_at is exclusive")]
+    if period > timedelta(days=MAX_PROMOTION_DAYS):
+        return [("ends_at", (f"is more than {MAX_PROMOTION_DAYS} days after starts_at; a promotion may last "
+                             f"at most {MAX_PROMOTION_DAYS} days (send a longer one as consecutive plans)"))]
+    return []
+
+
+def planned_at_problem(planned_at: datetime | None, received_at: datetime) -> str | None:
+    """Why a promotion's ``planned_at`` cannot be taken when it reaches us at ``received_at``.
+
+    A plan fixed in the future is no fact yet: the recommender reads a plan as known from its
+    planned_at, so a future one would let it see the plan before it existed. Checked at upsert
+    time, not in ``check_record``, because it depends on the moment of ingestion.
+    """
+    if planned_at is not None and planned_at > received_at:
+        return (f"is in the future ({planned_at.isoformat()} is after {received_at.isoformat()}, when it was "
+                "received); send when the plan was fixed, or leave it out")
+    return None
+
+
+_CROSS_CHECKS = {"orders": _order_cross, "carts": _cart_cross, "consent_events": _consent_cross,
+                 "promotions": _promotion_cross}
 
 
 def check_timezone(name: str) -> ZoneInfo:

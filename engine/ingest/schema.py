@@ -19,6 +19,7 @@ class Field:
     default: object = None
     item: "RecordSpec | None" = None   # for kind == "list"
     min_items: int = 0
+    max_value: int | None = None      # an upper bound for an integer (minor, posint) field
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,33 @@ PRODUCT = RecordSpec("products", (
     Field("in_stock", "bool", default=True, description="Out-of-stock products are never recommended."),
     _VERSION,
 ), "A product of the merchant's catalogue.")
+
+# The values of engine.commerce.models.PromotionKind (tests/unit/test_rules.py checks they agree).
+PROMOTION_KINDS = ("display", "mailer", "discount")
+# A plan longer than this is far more likely a typo in a date (2027 for 2026) than a promotion;
+# a standing arrangement is sent as consecutive plans.
+MAX_PROMOTION_DAYS = 366
+
+PROMOTION = RecordSpec("promotions", (
+    Field("id", "id", True, "The merchant's id for this promotion plan."),
+    Field("product_id", "id", True, "SKU of a product already sent (in this batch or before)."),
+    Field("kind", "enum", True, choices=PROMOTION_KINDS, description=(
+        "display: featured on the home or a category page, or on an in-store display; "
+        "mailer: in the merchant's newsletter, flyer or circular; "
+        "discount: a temporary price reduction.")),
+    Field("starts_at", "ts", True, "When the promotion starts."),
+    Field("ends_at", "ts", True, (
+        f"When it ends (exclusive): after starts_at, and at most {MAX_PROMOTION_DAYS} days after it.")),
+    Field("reach_bp", "posint", default=10_000, max_value=10_000, description=(
+        "Share of the merchant's audience or stores the promotion reaches, in basis points: "
+        "1 to 10000 (10000 = all of them).")),
+    Field("cancelled", "bool", default=False, description=(
+        "A withdrawn plan is sent again with cancelled true.")),
+    Field("planned_at", "ts", description=(
+        "When the merchant fixed the plan; not in the future. A historical upload should set it: "
+        "without it, the plan counts as known from when we first received it.")),
+    _VERSION,
+), "A promotion the merchant plans for one product over a period.")
 
 ORDER_LINE = RecordSpec("lines", (
     Field("product_id", "id", True, "SKU of a product already sent (in this batch or before)."),
@@ -131,5 +159,6 @@ CONSENT_EVENT = RecordSpec("consent_events", (
 ), "An opt-in or opt-out. An opt-out is honoured at once and for good.")
 
 # Order matters: a batch is applied in this order, so a record may refer to one sent before it
-# in the same batch (an order to a product and customer of the same batch).
-SPECS: dict[str, RecordSpec] = {s.name: s for s in (CUSTOMER, PRODUCT, CART, ORDER, REFUND, CONSENT_EVENT)}
+# in the same batch (an order to a product and customer of the same batch, a promotion to a
+# product).
+SPECS: dict[str, RecordSpec] = {s.name: s for s in (CUSTOMER, PRODUCT, PROMOTION, CART, ORDER, REFUND, CONSENT_EVENT)}

@@ -19,6 +19,7 @@ from engine.ingest.context import Counts, MerchantRef, Outcome, Rec
 from engine.ingest.facts import upsert_carts, upsert_customers, upsert_products
 from engine.ingest.models import IngestBatch
 from engine.ingest.orders import upsert_orders, upsert_refunds
+from engine.ingest.promotions import upsert_promotions
 from engine.ingest.rules import check_record
 from engine.ingest.schema import SPECS
 from engine.tenancy.models import Merchant
@@ -26,6 +27,7 @@ from engine.tenancy.models import Merchant
 UPSERTS = {
     "customers": upsert_customers,
     "products": upsert_products,
+    "promotions": upsert_promotions,
     "carts": upsert_carts,
     "orders": upsert_orders,
     "refunds": upsert_refunds,

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from engine.commerce.models import Customer, Order, OrderLine, Product, Refund
+from engine.commerce.models import Customer, Order, OrderLine, Product, Promotion, Refund
 from engine.core.config import Settings
 from engine.core.runtime import Runtime
 from engine.ingest.importer import import_file
@@ -228,6 +228,61 @@ def test_carts_with_items_and_an_emptied_cart(tmp_path, run, sessions, catalogue
     assert summary.counts.updated == 1 and count(sessions, CartItem) == 0 and count(sessions, Cart) == 1
 
 
+PROMO_COLS = ["id", "product_id", "kind", "starts_at", "ends_at", "reach_bp", "cancelled", "planned_at", "updated_at"]
+WEEK = ["2026-11-09T05:00:00Z", "2026-11-16T05:00:00Z"]
+V1 = "2026-10-20T00:00:00Z"
+
+
+def test_csv_import_of_promotions_rejects_bad_plans_and_is_idempotent(tmp_path, run, sessions, catalogue):
+    path = write_csv(tmp_path / "promotions.csv", PROMO_COLS, [
+        ["pr1", "p1", "mailer", *WEEK, "", "", "2026-10-15T09:00:00+08:00", V1],          # row 1
+        ["pr2", "p2", "discount", *WEEK, "2500", "no", "", V1],                           # row 2
+        ["pr3", "p9", "display", *WEEK, "", "", "", V1],                                  # row 3: unknown product
+        ["pr4", "p1", "display", WEEK[1], WEEK[0], "", "", "", V1],                       # row 4: ends before it starts
+        ["pr5", "p1", "display", *WEEK, "0", "", "", V1],                                 # row 5: reaches nobody
+        ["pr6", "p1", "display", *WEEK, "", "", "2026-12-01T00:00:00Z", V1],              # row 6: planned in the future
+    ])
+    summary = run("promotions", path)
+    assert (summary.records_read, summary.counts.inserted, summary.records_rejected) == (6, 2, 4)
+    with sessions() as s:
+        rows = {p.external_id: p for p in s.scalars(select(Promotion))}
+        products = dict(s.execute(select(Product.external_id, Product.id)).all())
+    assert sorted(rows) == ["pr1", "pr2"]
+    assert (rows["pr1"].product_id, rows["pr1"].kind.value, rows["pr1"].reach_bp) == (products["p1"], "mailer", 10_000)
+    assert rows["pr1"].planned_at == datetime(2026, 10, 15, 1, tzinfo=timezone.utc)
+    assert (rows["pr2"].product_id, rows["pr2"].reach_bp, rows["pr2"].cancelled) == (products["p2"], 2500, False)
+    by_row = {r["_row"]: r["_errors"] for r in read_rejects(tmp_path / "promotions.rejects.csv")}
+    assert list(by_row) == ["3", "4", "5", "6"]
+    assert by_row["3"] == "product_id: unknown product 'p9'; send the product first (in this batch or before)"
+    assert by_row["4"].startswith("ends_at: must be after starts_at")
+    assert by_row["5"] == "reach_bp: must be an integer from 1 to 10000 basis points (10000 = 100%), got 0"
+    assert by_row["6"].startswith("planned_at: is in the future")
+
+    # The same file again changes nothing (and rejects the same rows).
+    again = run("promotions", path)
+    assert again.counts.as_dict() == {"inserted": 0, "updated": 0, "unchanged": 2, "stale": 0}
+    assert again.records_rejected == 4 and count(sessions, Promotion) == 2
+
+    # A withdrawn plan comes back with cancelled=true and a later version; an older one is stale.
+    edits = write_csv(tmp_path / "edits.csv", PROMO_COLS, [
+        ["pr1", "p1", "mailer", *WEEK, "", "true", "2026-10-15T09:00:00+08:00", "2026-10-25T00:00:00Z"],
+        ["pr2", "p2", "discount", *WEEK, "9000", "no", "", "2026-10-19T00:00:00Z"],
+    ])
+    summary = run("promotions", edits)
+    assert (summary.counts.updated, summary.counts.stale, summary.records_rejected) == (1, 1, 0)
+    with sessions() as s:
+        assert dict(s.execute(select(Promotion.external_id, Promotion.cancelled)).all()) == {"pr1": True, "pr2": False}
+        assert s.scalar(select(Promotion.reach_bp).where(Promotion.external_id == "pr2")) == 2500
+
+
+def test_promotions_name_only_the_importing_merchants_products(tmp_path, sessions, clock, catalogue):
+    other = make_merchant(sessions, clock, slug="other")[0]
+    path = write_csv(tmp_path / "promotions.csv", PROMO_COLS[:5], [["pr1", "p1", "mailer", *WEEK]])
+    summary = import_file(sessions, other, "promotions", path, clock=clock, progress=False, chunk_rows=100)
+    assert summary.records_rejected == 1 and count(sessions, Promotion) == 0
+    assert read_rejects(summary.rejects_path)[0]["_errors"].startswith("product_id: unknown product 'p1'")
+
+
 # ---------------------------------------------------------------- command line
 
 @pytest.fixture
@@ -249,6 +304,14 @@ def test_cli_imports_and_exits_0_when_nothing_is_rejected(tmp_path, invoke, sess
     assert "inserted 1" in result.output and "rejected  0 record(s)" in result.output
     result = invoke("--merchant", "acme", "--resource", "orders", "--no-progress", str(path))
     assert result.exit_code == 0 and "unchanged 1" in result.output
+
+
+def test_cli_imports_promotions(tmp_path, invoke, sessions, catalogue):
+    path = write_csv(tmp_path / "promotions.csv", PROMO_COLS[:5], [["pr1", "p1", "mailer", *WEEK]])
+    result = invoke("--merchant", "acme", "--resource", "promotions", "--no-progress", str(path))
+    assert result.exit_code == 0, result.output
+    assert "promotions from" in result.output and "inserted 1" in result.output
+    assert count(sessions, Promotion) == 1
 
 
 def test_cli_exits_1_and_says_so_when_rows_are_rejected(tmp_path, invoke, sessions, catalogue):

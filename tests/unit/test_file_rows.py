@@ -84,6 +84,26 @@ def test_unknown_columns_are_left_for_the_validator_and_reject_columns_are_ignor
     assert [p.field for p in problems] == ["emial"] and "unknown field" in problems[0].reason
 
 
+PROMO_COLS = ["id", "product_id", "kind", "starts_at", "ends_at", "reach_bp", "cancelled", "planned_at"]
+
+
+def test_promotion_rows_coerce_reach_to_an_integer_and_cancelled_to_a_bool():
+    [g, bad] = groups("promotions", PROMO_COLS,
+                      ["pr1", "00123", "mailer", "2026-11-09T05:00:00Z", "2026-11-16T05:00:00Z", "2500", "Yes", ""],
+                      ["pr2", "p1", "display", "2026-11-09T05:00:00Z", "2026-11-16T05:00:00Z", "25.5", "", ""])
+    assert g.record == {"id": "pr1", "product_id": "00123", "kind": "mailer", "starts_at": "2026-11-09T05:00:00Z",
+                        "ends_at": "2026-11-16T05:00:00Z", "reach_bp": 2500, "cancelled": True, "planned_at": None}
+    good, problems = validate_records("promotions", [g.record, bad.record], USD, first_index=1)
+    assert [r.data["reach_bp"] for r in good] == [2500]
+    assert [(p.index, p.field, p.reason) for p in problems] == [(2, "reach_bp", "must be an integer, got '25.5'")]
+
+
+def test_a_promotion_without_reach_or_cancelled_gets_the_defaults():
+    [g] = groups("promotions", PROMO_COLS[:5], ["pr1", "p1", "discount", "2026-11-09T05:00:00Z", "2026-11-16T05:00:00Z"])
+    [rec], problems = validate_records("promotions", [g.record], USD)
+    assert problems == [] and (rec.data["reach_bp"], rec.data["cancelled"]) == (10_000, False)
+
+
 # ---------------------------------------------------------------- header
 
 def test_missing_required_columns_refuse_the_file_naming_them():
@@ -91,6 +111,8 @@ def test_missing_required_columns_refuse_the_file_naming_them():
         make_layout("orders", "csv", [c for c in ORDER_COLS if c not in ("placed_at", "line_amount")])
     with pytest.raises(FileFormatError, match="item_product_id, item_quantity, item_unit_price"):
         make_layout("carts", "csv", ["id", "customer_id", "currency", "updated_at"])
+    with pytest.raises(FileFormatError, match="missing required column.*promotions: kind, ends_at$"):
+        make_layout("promotions", "csv", ["id", "product_id", "starts_at", "reach_bp"])
 
 
 @pytest.mark.parametrize("columns,message", [

@@ -4,10 +4,11 @@ from datetime import datetime, timezone
 import pytest
 
 from engine.ingest.rules import (
-    check_record, compare_version, consent_action_for_keyword, resolve_consent, resolve_declared_consent,
+    check_record, compare_version, consent_action_for_keyword, planned_at_problem, resolve_consent,
+    resolve_declared_consent,
 )
-from engine.ingest.schema import CONSENT_EVENT, CUSTOMER, ORDER, REFUND
-from tests.factories import order
+from engine.ingest.schema import CONSENT_EVENT, CUSTOMER, ORDER, PROMOTION, PROMOTION_KINDS, REFUND
+from tests.factories import order, promotion
 
 UTC = timezone.utc
 
@@ -137,3 +138,76 @@ def test_compare_version():
     assert compare_version(T1, T1) == "same"
     assert compare_version(T1, T2) == "newer"
     assert compare_version(None, T1) == "newer"
+
+
+# ---- promotions
+
+def test_good_promotion_is_cleaned_with_its_defaults():
+    clean, problems = check_record(PROMOTION, promotion(starts_at="2026-11-09T13:00:00+08:00"), "USD")
+    assert problems == []
+    assert clean == {"id": "pr1", "product_id": "p1", "kind": "mailer",
+                     "starts_at": datetime(2026, 11, 9, 5, tzinfo=UTC), "ends_at": datetime(2026, 11, 16, 5, tzinfo=UTC),
+                     "reach_bp": 10_000, "cancelled": False, "planned_at": None, "updated_at": None}
+
+
+def test_promotion_kinds_are_the_databases():
+    from engine.commerce.models import PromotionKind
+
+    assert PROMOTION_KINDS == tuple(k.value for k in PromotionKind)
+
+
+def test_promotion_required_fields_and_unknown_fields():
+    _, problems = check_record(PROMOTION, {"id": "pr1", "sku": "p1", "reach": 50}, "USD")
+    assert fields(problems) == {"product_id", "kind", "starts_at", "ends_at", "sku", "reach"}
+    assert ("kind", "is required") in problems
+
+
+def test_promotion_kind_must_be_one_of_the_three():
+    for kind in PROMOTION_KINDS:
+        assert check_record(PROMOTION, promotion(kind=kind), "USD")[1] == []
+    _, problems = check_record(PROMOTION, promotion(kind="Mailer"), "USD")
+    assert problems == [("kind", "must be one of display, mailer, discount; got 'Mailer'")]
+
+
+@pytest.mark.parametrize("ends_at", ["2026-11-09T05:00:00Z", "2026-11-09T13:00:00+08:00", "2026-11-09T04:59:59Z"])
+def test_promotion_must_end_after_it_starts(ends_at):
+    _, problems = check_record(PROMOTION, promotion(starts_at="2026-11-09T05:00:00Z", ends_at=ends_at), "USD")
+    assert problems == [("ends_at", "must be after starts_at (2026-11-09T05:00:00+00:00); ends_at is exclusive")]
+
+
+def test_promotion_may_last_at_most_366_days():
+    start = "2026-11-09T05:00:00Z"
+    assert check_record(PROMOTION, promotion(starts_at=start, ends_at="2027-11-10T05:00:00Z"), "USD")[1] == []
+    _, problems = check_record(PROMOTION, promotion(starts_at=start, ends_at="2027-11-10T05:00:01Z"), "USD")
+    assert fields(problems) == {"ends_at"} and "at most 366 days" in problems[0][1]
+
+
+@pytest.mark.parametrize("reach, reason", [
+    (0, "must be an integer from 1 to 10000 basis points (10000 = 100%), got 0"),
+    (-5, "must be an integer from 1 to 10000 basis points (10000 = 100%), got -5"),
+    (10_001, "must be an integer from 1 to 10000 basis points (10000 = 100%), got 10001"),
+    (50.5, "must be an integer, got 50.5"),
+    ("50%", "must be an integer, got '50%'"),
+    (True, "must be an integer, got True"),
+])
+def test_promotion_reach_is_basis_points_from_1_to_10000(reach, reason):
+    _, problems = check_record(PROMOTION, promotion(reach_bp=reach), "USD")
+    assert problems == [("reach_bp", reason)]
+
+
+@pytest.mark.parametrize("reach", [1, 2500, 10_000])
+def test_promotion_reach_bounds_are_accepted(reach):
+    clean, problems = check_record(PROMOTION, promotion(reach_bp=reach), "USD")
+    assert problems == [] and clean["reach_bp"] == reach
+
+
+def test_promotion_planned_at_may_not_be_in_the_future_of_its_receipt():
+    now = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    assert planned_at_problem(None, now) is None
+    assert planned_at_problem(now, now) is None
+    assert planned_at_problem(datetime(2026, 10, 1, tzinfo=UTC), now) is None
+    reason = planned_at_problem(datetime(2026, 11, 2, 12, 0, 1, tzinfo=UTC), now)
+    assert reason is not None and reason.startswith("is in the future (2026-11-02T12:00:01+00:00 is after")
+    # After starts_at is allowed (a plan fixed while it already runs); the record itself is valid.
+    clean, problems = check_record(PROMOTION, promotion(planned_at="2026-11-10T00:00:00Z"), "USD")
+    assert problems == [] and clean["planned_at"] == datetime(2026, 11, 10, tzinfo=UTC)

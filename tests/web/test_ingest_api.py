@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from engine.commerce.models import Customer, Order, OrderLine, Refund
+from datetime import datetime, timedelta, timezone
+
+from engine.commerce.models import Customer, Order, OrderLine, Product, Promotion, Refund
 from engine.core.db import unit_of_work
 from engine.ingest.models import IngestBatch
 from engine.tenancy.services import revoke_api_key
 from engine.tenancy.models import ApiKey
-from tests.factories import customer, make_merchant, order, product
+from tests.factories import customer, make_merchant, order, product, promotion
 
 
 def post(client, key, path, body):
@@ -237,5 +239,130 @@ def test_openapi_document_is_published_and_valid(client):
     assert r.status_code == 200
     doc = r.json
     validate(doc)
-    assert {"/batch", "/orders", "/customers", "/refunds", "/carts", "/consent_events", "/products"} <= set(doc["paths"])
+    assert {"/batch", "/orders", "/customers", "/refunds", "/carts", "/consent_events", "/products",
+            "/promotions"} <= set(doc["paths"])
     assert doc["components"]["schemas"]["Order"]["properties"]["lines"]["minItems"] == 1
+    promo = doc["components"]["schemas"]["Promotion"]
+    assert promo["required"] == ["id", "product_id", "kind", "starts_at", "ends_at"]
+    assert promo["properties"]["kind"]["enum"] == ["display", "mailer", "discount"]
+    assert {k: promo["properties"]["reach_bp"][k] for k in ("type", "minimum", "maximum", "default")} == {
+        "type": "integer", "minimum": 1, "maximum": 10000, "default": 10000}
+    assert promo["properties"]["cancelled"]["default"] is False
+    # A batch's sections, in the order they are applied: promotions right after their products.
+    assert list(doc["components"]["schemas"]["Batch"]["properties"])[:3] == ["customers", "products", "promotions"]
+
+
+# ---- promotions
+
+UTC = timezone.utc
+
+
+def promotion_row(sessions, ext="pr1"):
+    with sessions() as s:
+        return s.scalar(select(Promotion).where(Promotion.external_id == ext))
+
+
+def test_promotions_are_inserted_for_known_products_and_a_resend_changes_nothing(client, sessions, clock):
+    merchant_id, _, key = make_merchant(sessions, clock)
+    assert post(client, key, "/products", [product("p1"), product("p2")]).status_code == 200
+    body = [promotion("pr1"), promotion("pr2", "p2", kind="discount", reach_bp=2500,
+                                         planned_at="2026-10-20T09:00:00+08:00", updated_at="2026-10-20T01:00:00Z")]
+    r = post(client, key, "/promotions", body)
+    assert r.status_code == 200, r.json
+    assert r.json["counts"]["promotions"] == {"inserted": 2, "updated": 0, "unchanged": 0, "stale": 0}
+    with sessions() as s:
+        p2_id = s.scalar(select(Product.id).where(Product.external_id == "p2"))
+    pr1, pr2 = promotion_row(sessions, "pr1"), promotion_row(sessions, "pr2")
+    assert (pr1.merchant_id, pr1.kind.value, pr1.reach_bp, pr1.cancelled, pr1.planned_at, pr1.source_updated_at) == (
+        merchant_id, "mailer", 10_000, False, None, None)
+    assert (pr1.starts_at, pr1.ends_at) == (datetime(2026, 11, 9, 5, tzinfo=UTC), datetime(2026, 11, 16, 5, tzinfo=UTC))
+    assert pr1.created_at == clock.now()   # without planned_at, the plan counts from its first receipt
+    assert (pr2.product_id, pr2.kind.value, pr2.reach_bp) == (p2_id, "discount", 2500)
+    assert pr2.planned_at == datetime(2026, 10, 20, 1, tzinfo=UTC)
+    again = post(client, key, "/promotions", {"records": body})
+    assert again.json["counts"]["promotions"] == {"inserted": 0, "updated": 0, "unchanged": 2, "stale": 0}
+    assert count(sessions, Promotion) == 2
+
+
+def test_promotion_versions_stale_conflict_and_cancel(client, sessions, clock):
+    _, _, key = make_merchant(sessions, clock)
+    post(client, key, "/products", [product("p1")])
+    v1 = promotion(updated_at="2026-10-20T00:00:00Z")
+    assert post(client, key, "/promotions", [v1]).status_code == 200
+    created = promotion_row(sessions).created_at
+    # An older version changes nothing.
+    r = post(client, key, "/promotions", [v1 | {"updated_at": "2026-10-19T00:00:00Z", "reach_bp": 100}])
+    assert r.status_code == 200 and r.json["counts"]["promotions"]["stale"] == 1
+    assert promotion_row(sessions).reach_bp == 10_000
+    # The same version with other content cannot be ordered: refused, naming updated_at.
+    r = post(client, key, "/promotions", [v1 | {"kind": "display"}])
+    assert r.status_code == 422
+    [p] = r.json["problems"]
+    assert (p["resource"], p["external_id"], p["field"]) == ("promotions", "pr1", "updated_at")
+    assert "send the change with a later updated_at" in p["reason"]
+    assert promotion_row(sessions).kind.value == "mailer"
+    # A withdrawn plan is sent again with cancelled=true and a later version.
+    clock.advance(timedelta(hours=1))
+    r = post(client, key, "/promotions", [v1 | {"cancelled": True, "updated_at": "2026-10-21T00:00:00Z"}])
+    assert r.status_code == 200 and r.json["counts"]["promotions"]["updated"] == 1
+    row = promotion_row(sessions)
+    assert row.cancelled is True and row.source_updated_at == datetime(2026, 10, 21, tzinfo=UTC)
+    assert row.created_at == created and row.updated_at == clock.now()  # first known: does not move
+    assert count(sessions, Promotion) == 1
+
+
+def test_a_promotion_of_an_unknown_or_another_merchants_product_is_refused(client, sessions, clock):
+    _, _, a_key = make_merchant(sessions, clock, slug="a")
+    _, _, b_key = make_merchant(sessions, clock, slug="b")
+    post(client, a_key, "/products", [product("p1")])
+    post(client, b_key, "/products", [product("p2")])
+    # B names A's SKU p1 (and an SKU nobody has); its own p2 in the same batch is good, but the
+    # batch is all or nothing.
+    r = post(client, b_key, "/promotions", [promotion("pr1", "p1"), promotion("pr2", "nope"), promotion("pr3", "p2")])
+    assert r.status_code == 422
+    got = [(p["index"], p["external_id"], p["field"], p["reason"]) for p in r.json["problems"]]
+    assert got == [
+        (0, "pr1", "product_id", "unknown product 'p1'; send the product first (in this batch or before)"),
+        (1, "pr2", "product_id", "unknown product 'nope'; send the product first (in this batch or before)"),
+    ]
+    assert count(sessions, Promotion) == 0
+    assert post(client, a_key, "/promotions", [promotion("pr1", "p1")]).status_code == 200
+
+
+def test_a_batch_may_carry_a_product_and_its_promotion(client, sessions, clock):
+    _, _, key = make_merchant(sessions, clock)
+    # Sections are applied products first, whatever their order in the body.
+    r = post(client, key, "/batch", {"promotions": [promotion("pr1", "p9", kind="display")], "products": [product("p9")]})
+    assert r.status_code == 200, r.json
+    assert r.json["counts"]["promotions"]["inserted"] == 1 and r.json["counts"]["products"]["inserted"] == 1
+    with sessions() as s:
+        assert promotion_row(sessions).product_id == s.scalar(select(Product.id).where(Product.external_id == "p9"))
+
+
+def test_bad_promotions_are_refused_with_every_reason_and_nothing_is_written(client, sessions, clock):
+    _, _, key = make_merchant(sessions, clock)
+    body = {
+        "products": [product("p1")],
+        "promotions": [
+            promotion("ok"),
+            promotion("backwards", ends_at="2026-11-09T05:00:00Z"),                 # ends_at == starts_at
+            promotion("wide", reach_bp=0),
+            promotion("tv", kind="tv"),
+            promotion("future", planned_at="2026-11-02T12:00:01Z"),                 # a second after "now"
+            promotion("long", ends_at="2027-11-11T05:00:00Z"),                  # 367 days
+        ],
+    }
+    r = post(client, key, "/batch", body)
+    assert r.status_code == 422
+    got = {p["external_id"]: (p["field"], p["reason"]) for p in r.json["problems"]}
+    assert set(got) == {"backwards", "wide", "tv", "future", "long"}
+    assert got["backwards"] == ("ends_at", "must be after starts_at (2026-11-09T05:00:00+00:00); ends_at is exclusive")
+    assert got["wide"] == ("reach_bp", "must be an integer from 1 to 10000 basis points (10000 = 100%), got 0")
+    assert got["tv"][0] == "kind"
+    assert got["future"][0] == "planned_at" and "is in the future" in got["future"][1]
+    assert got["long"][0] == "ends_at" and "at most 366 days" in got["long"][1]
+    assert count(sessions, Promotion) == 0 and count(sessions, Product) == 0
+    # planned_at up to the moment of receipt is taken.
+    r = post(client, key, "/batch", {"products": [product("p1")],
+                                     "promotions": [promotion("ok", planned_at="2026-11-02T12:00:00Z")]})
+    assert r.status_code == 200 and promotion_row(sessions, "ok").planned_at == clock.now()
