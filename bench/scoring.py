@@ -73,23 +73,23 @@ def main() -> None:
     H = 14 * DAY
     sets, csets = [], []
     for c in (cut - 2 * H - 7 * DAY * k for k in range(4)):
-        s = Snapshot.at(h.lines, h.catalog, c)
+        s = Snapshot.at(h.lines, h.catalog, c, promotions=h.promotions)
         sets.append(ranking_set(s, s.known_customers(), h.lines.window(c, c + H)))
         csets.append(customer_set(s, s.known_customers(), h.lines.window(c, c + H)))
-    vs = Snapshot.at(h.lines, h.catalog, cut - H)
+    vs = Snapshot.at(h.lines, h.catalog, cut - H, promotions=h.promotions)
     booster = train_ranker(sets, ranking_set(vs, vs.known_customers(), h.lines.window(cut - H, cut)))
     propensity = train_propensity(csets, customer_set(vs, vs.known_customers(), h.lines.window(cut - H, cut)))
     propensity.bgnbd_params = fit_bgnbd_params(vs)  # as a trained model stores it
     del sets, csets, vs  # score with what a scoring process holds, not the training data
     lines = replicate(h.lines, a.scale)
-    history = History(lines, h.catalog, [f"c{i}" for i in range(lines.n_customers)], h.currency)
+    history = History(lines, h.catalog, [f"c{i}" for i in range(lines.n_customers)], h.currency, h.promotions)
     print(f"scoring benchmark on {os.cpu_count()} cores: {lines.n_customers:,} customers, {len(lines):,} lines, "
           f"{booster.num_trees()} ranker trees (target: >= 200,000 candidate rows/s, peak memory <= 2 GB)")
 
     ranker = TimedBooster(booster)
     c0 = time.process_time()
     t0 = time.perf_counter()
-    snap = Snapshot.at(lines, h.catalog, cut)
+    snap = Snapshot.at(lines, h.catalog, cut, promotions=h.promotions)
     customers = np.arange(lines.n_customers, dtype=np.int32)
     rows = 0
     for _result, n in score_chunks(history, snap, customers, propensity=propensity, ranker=ranker,

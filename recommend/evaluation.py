@@ -49,7 +49,7 @@ def evaluate(history: History, split: TimeSplit, *, progress=None) -> EvalReport
     report.seconds["training"] = round(time.perf_counter() - t0, 1)
     report.fallbacks = models.fallbacks
     test, h = split.test_cutoff, split.horizon_days * DAY
-    snap = Snapshot.at(lines, catalog, test)
+    snap = Snapshot.at(lines, catalog, test, promotions=history.promotions, horizon_days=split.horizon_days)
     window = lines.window(test, test + h)
     before = snap.lines
     n_baskets = snap.customers.n_baskets

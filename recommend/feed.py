@@ -14,9 +14,9 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from engine.commerce.models import Cart, CartItem, Customer, Order, OrderLine, Product, Refund
+from engine.commerce.models import Cart, CartItem, Customer, Order, OrderLine, Product, Promotion, Refund
 from engine.core.sqlfuncs import epoch_ms
-from recommend.tables import Catalog, History, make_lines
+from recommend.tables import PROMOTION_KINDS, Catalog, History, Promotions, make_lines
 
 PAGE = 200_000
 
@@ -76,8 +76,30 @@ def load_merchant(session: Session, merchant_id: int, currency: str, *, as_of: d
     cust_db, order_db, prod_db, ts, qty, amount = (np.concatenate(c) if c else np.zeros(0, np.int64) for c in cols)
     lines = make_lines(np.searchsorted(customer_ids, cust_db), order_db, np.searchsorted(product_ids, prod_db), ts,
                        qty, amount, len(customer_ids), len(product_ids))
-    history = History(lines, catalog, customer_ext, currency)
+    history = History(lines, catalog, customer_ext, currency,
+                      load_promotions(session, merchant_id, as_of=as_of, product_ids=product_ids))
     return MerchantData(history, _signals(session, merchant_id, as_of, customer_ids, product_ids), customer_ids, product_ids)
+
+
+def load_promotions(session: Session, merchant_id: int, *, as_of: datetime, product_ids: np.ndarray) -> Promotions | None:
+    """The merchant's promotion plans known before ``as_of`` (``planned_at``, or when we first
+    received the plan), cancelled ones left out; None when the merchant has never sent a plan,
+    so the ranker can tell "no promotion" from "no promotion feed"."""
+    if session.scalar(select(Promotion.id).where(Promotion.merchant_id == merchant_id).limit(1)) is None:
+        return None
+    known = func.coalesce(Promotion.planned_at, Promotion.created_at)
+    rows = session.connection().execute(
+        select(Promotion.product_id, Promotion.kind, epoch_ms(Promotion.starts_at), epoch_ms(Promotion.ends_at),
+               Promotion.reach_bp, epoch_ms(known))
+        .where(Promotion.merchant_id == merchant_id, Promotion.cancelled.is_(False), known < as_of)).all()
+    cols = list(zip(*rows)) if rows else [()] * 6
+    kind_code = {k: n for n, k in enumerate(PROMOTION_KINDS)}
+    return Promotions(
+        item=np.searchsorted(product_ids, np.array(cols[0], np.int64)).astype(np.int32),
+        kind=np.array([kind_code[getattr(k, "value", k)] for k in cols[1]], np.int8),
+        start=np.array(cols[2], np.int64) // 1000, end=np.array(cols[3], np.int64) // 1000,
+        reach=np.array(cols[4], np.float32) / 10_000, known_at=np.array(cols[5], np.int64) // 1000,
+        n_items=len(product_ids))
 
 
 def _signals(session: Session, merchant_id: int, as_of: datetime, customer_ids: np.ndarray, product_ids: np.ndarray) -> Signals:

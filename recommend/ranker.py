@@ -17,7 +17,7 @@ from recommend.candidates import (
     BASKET, CATEGORY, OWN, POPULAR, TOGETHER, CandidateConfig, Candidates, generate, group_order,
 )
 from recommend.snapshot import Snapshot
-from recommend.tables import DAY, Lines
+from recommend.tables import DAY, PROMOTION_KINDS, Lines
 
 RANKER_FEATURES = (
     "own_baskets", "own_share", "own_days_since", "own_days_since_first", "own_quantity", "own_30d", "own_90d",
@@ -27,6 +27,7 @@ RANKER_FEATURES = (
     "category_share", "together",
     "cust_baskets", "cust_days_since", "cust_interval", "cust_lines_mean", "cust_distinct_items",
     "src_own", "src_together", "src_category", "src_popular", "src_basket",
+    "promo_display", "promo_mailer", "promo_discount",
 )
 
 PARAMS = {
@@ -109,6 +110,10 @@ def candidate_matrix(snap: Snapshot, cand: Candidates) -> np.ndarray:
     for name, bit in (("src_own", OWN), ("src_together", TOGETHER), ("src_category", CATEGORY),
                       ("src_popular", POPULAR), ("src_basket", BASKET)):
         X[:, col[name]] = (cand.source & bit) > 0
+    exposure = snap.promo_exposure  # stays NaN (missing) for a merchant without promotion plans
+    if exposure is not None:
+        for j, kind in enumerate(PROMOTION_KINDS):
+            X[:, col[f"promo_{kind}"]] = exposure[i, j]
     return X
 
 
@@ -148,6 +153,33 @@ def train_ranker(train: list[RankingSet], valid: RankingSet, params: dict | None
     dvalid = lgb.Dataset(valid.X, valid.y, group=valid.group_sizes, reference=dtrain)
     return lgb.train(params, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dvalid],
                      callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
+
+
+class _KnownColumns:
+    """A ranker trained on an earlier feature list, fed the columns it knows, in its order."""
+
+    def __init__(self, booster: lgb.Booster, columns: list[int]):
+        self.booster, self.columns = booster, columns
+
+    def predict(self, X: np.ndarray, **kw) -> np.ndarray:
+        return self.booster.predict(X[:, self.columns], **kw)
+
+    def feature_name(self) -> list[str]:
+        return self.booster.feature_name()
+
+
+def for_current_features(booster: lgb.Booster):
+    """A stored ranker that can score today's ``candidate_matrix``: the booster itself when it
+    was trained on RANKER_FEATURES; when it was trained before features were added, the same
+    booster reading only its own columns (an active model keeps working until a new one beats
+    it). A feature this code no longer computes is refused by name."""
+    names = booster.feature_name()
+    if names == list(RANKER_FEATURES):
+        return booster
+    unknown = [n for n in names if n not in RANKER_FEATURES]
+    if unknown:
+        raise ValueError(f"the stored ranker uses features this version does not compute: {', '.join(unknown)}")
+    return _KnownColumns(booster, [RANKER_FEATURES.index(n) for n in names])
 
 
 def _best_per_group(group: np.ndarray, score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

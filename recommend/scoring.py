@@ -55,6 +55,8 @@ def _chunks(history, snap, customers, propensity, ranker, horizon_days, k, chunk
     n_baskets = snap.customers.n_baskets
     recommendable = history.catalog.recommendable
     run = _RunConstants(history, snap, horizon_days, k)
+    if progress:  # the bar starts with the work, so its rate is the scoring's, not one update's
+        progress(0, len(customers))
     for start in range(0, len(customers), chunk):
         part = customers[start:start + chunk]
         has_history = n_baskets[part] > 0

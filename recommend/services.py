@@ -21,7 +21,7 @@ from recommend.feed import MerchantData, load_merchant
 from recommend.metrics import auc
 from recommend.models import CustomerPick, CustomerScore, ScoringRun
 from recommend.propensity import PROPENSITY_FEATURES, PropensityModel
-from recommend.ranker import RANKER_FEATURES
+from recommend.ranker import RANKER_FEATURES, for_current_features
 from recommend.registry import active_version, decide_activation, load_booster, save_version
 from recommend.scoring import score_chunks
 from recommend.snapshot import Snapshot
@@ -97,9 +97,9 @@ def train_merchant(session: Session, merchant_id: int, *, now: datetime, model_d
         vs = models.valid_sets["ranker"]
         future = data.history.lines.window(split.valid_cutoff, split.valid_cutoff + horizon_days * DAY)
         current = active_version(session, merchant_id, "ranker")
-        active_score, why = None, "the active version uses other features"
-        if current is not None and current.meta.get("features") == list(RANKER_FEATURES):
-            active_score = validation_ndcg(load_booster(current), vs, future)
+        active_score, why = None, "the active version uses features this version does not compute"
+        if current is not None and set(current.meta.get("features") or ()) <= set(RANKER_FEATURES):
+            active_score = validation_ndcg(for_current_features(load_booster(current)), vs, future)
         row = save_version(session, merchant_id=merchant_id, merchant_public_id=merchant.public_id, kind="ranker",
                            booster=models.ranker, validation_score=models.ranker_ndcg10, cutoff=cutoff,
                            horizon_days=horizon_days, model_dir=model_dir, now=now,
@@ -125,7 +125,7 @@ def load_propensity(session: Session, merchant_id: int) -> PropensityModel | Non
 
 def load_ranker(session: Session, merchant_id: int) -> lgb.Booster | None:
     row = active_version(session, merchant_id, "ranker")
-    return load_booster(row) if row else None
+    return for_current_features(load_booster(row)) if row else None
 
 
 def score_merchant(sessions: sessionmaker[Session], merchant_id: int, *, clock, k: int = 10,
@@ -146,7 +146,8 @@ def score_merchant(sessions: sessionmaker[Session], merchant_id: int, *, clock, 
         run_id = run.id
     sig = data.signals
     snap = Snapshot.at(data.history.lines, data.history.catalog, _epoch(now), unpaid=sig.unpaid,
-                       open_cart=sig.open_cart, basket_items=sig.basket_items)
+                       open_cart=sig.open_cart, basket_items=sig.basket_items,
+                       promotions=data.history.promotions, horizon_days=horizon_days)
     customers = np.arange(data.history.lines.n_customers, dtype=np.int32)
     fallbacks: Counter = Counter()
     total_rows = 0

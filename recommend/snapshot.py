@@ -12,18 +12,21 @@ from recommend.features import (
     CustomerStats, ItemStats, PairStats, customer_category_share, customer_stats, decayed_basket_totals, item_stats,
     pair_stats,
 )
-from recommend.tables import Catalog, Lines
+from recommend.tables import DAY, Catalog, Lines, Promotions
 
 
 class Snapshot:
     def __init__(self, lines: Lines, catalog: Catalog, cutoff: int, *, unpaid: np.ndarray | None = None,
-                 open_cart: np.ndarray | None = None, basket_items: dict[int, np.ndarray] | None = None):
+                 open_cart: np.ndarray | None = None, basket_items: dict[int, np.ndarray] | None = None,
+                 promotions: Promotions | None = None, horizon_days: int = 14):
         self.cutoff = cutoff
         self.lines = lines            # strictly before the cutoff
         self.catalog = catalog
         self.unpaid = unpaid
         self.open_cart = open_cart
         self.basket_items = basket_items or {}  # open cart / unpaid order items per customer code
+        self.promotions = promotions  # plans recorded before the cutoff are read, for the horizon after it
+        self.horizon_days = horizon_days
 
     @classmethod
     def at(cls, all_lines: Lines, catalog: Catalog, cutoff: int, **signals) -> "Snapshot":
@@ -112,6 +115,15 @@ class Snapshot:
                                       np.argsort(-np.where(ok, self.items.popularity_30, -1))[:k]])
             cache[k] = popular[ok[popular]]
         return cache[k]
+
+    @cached_property
+    def promo_exposure(self) -> np.ndarray | None:
+        """Per item and promotion kind, the share of the coming horizon its planned promotions
+        cover (``Promotions.exposure``); None when the merchant sends no plans at all, so the
+        ranker can tell "not promoted" from "unknown"."""
+        if self.promotions is None:
+            return None
+        return self.promotions.exposure(self.cutoff, self.horizon_days * DAY)
 
     @cached_property
     def decayed_totals(self) -> np.ndarray:

@@ -116,6 +116,52 @@ class Catalog:
         return len(self.category)
 
 
+# What a merchant can plan for a product over a period; the ranker reads each kind's share of
+# the label window covered (engine.ingest's ``promotions`` resource uses the same names).
+PROMOTION_KINDS = ("display", "mailer", "discount")
+
+
+@dataclass(frozen=True)
+class Promotions:
+    """The merchant's planned promotions: one row per (item, kind, period).
+
+    ``reach`` is the share of the merchant's audience or stores the promotion reaches (0..1];
+    ``known_at`` is when the plan was recorded: a cutoff sees only plans recorded strictly
+    before it, for a period that may lie after it (a planned mailer is a fact about the future
+    that the merchant knows in advance, unlike a purchase).
+    """
+
+    item: np.ndarray       # int32
+    kind: np.ndarray       # int8, index into PROMOTION_KINDS
+    start: np.ndarray      # int64 seconds, inclusive
+    end: np.ndarray        # int64 seconds, exclusive
+    reach: np.ndarray      # float32 in (0, 1]
+    known_at: np.ndarray   # int64 seconds
+    n_items: int
+
+    def __post_init__(self) -> None:
+        n = len(self.item)
+        for name in ("kind", "start", "end", "reach", "known_at"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Promotions.{name} has {len(getattr(self, name))} rows, expected {n}")
+
+    def __len__(self) -> int:
+        return len(self.item)
+
+    def exposure(self, cutoff: int, horizon_seconds: int) -> np.ndarray:
+        """(n_items, len(PROMOTION_KINDS)) float32: per item and kind, the reach-weighted share
+        of the window (cutoff, cutoff + horizon] its promotions cover, capped at 1, counting
+        only plans recorded before ``cutoff``."""
+        out = np.zeros((self.n_items, len(PROMOTION_KINDS)), np.float32)
+        a, b = cutoff, cutoff + horizon_seconds
+        overlap = np.minimum(self.end, b) - np.maximum(self.start, a)
+        keep = (self.known_at < cutoff) & (overlap > 0)
+        if keep.any():
+            share = overlap[keep] / horizon_seconds * self.reach[keep]
+            np.add.at(out, (self.item[keep], self.kind[keep].astype(np.intp)), share.astype(np.float32))
+        return np.minimum(out, 1.0, out=out)
+
+
 @dataclass(frozen=True)
 class History:
     """Everything the core needs about one merchant."""
@@ -124,6 +170,7 @@ class History:
     catalog: Catalog
     customer_ids: list[str]        # external id per customer code
     currency: str
+    promotions: Promotions | None = None   # None: the merchant sends no promotion plans
 
 
 def make_lines(customer, basket_key, item, ts, quantity, amount, n_customers: int, n_items: int) -> Lines:

@@ -57,7 +57,8 @@ def _train_models(history: History, split: TimeSplit, progress, ranker_cutoffs: 
 
     def snap(c: int) -> Snapshot:
         if c not in snaps:
-            snaps[c] = Snapshot.at(lines, catalog, c)
+            snaps[c] = Snapshot.at(lines, catalog, c, promotions=history.promotions,
+                                   horizon_days=split.horizon_days)
         return snaps[c]
 
     # ---- propensity and order value

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from zoneinfo import ZoneInfo
 
@@ -56,6 +56,19 @@ KEEP_PROBLEMS = 20  # how many problems a report keeps verbatim (all are counted
 CHUNK_CUSTOMERS = 5_000
 CHUNK_PRODUCTS = 5_000
 CHUNK_BASKETS = 5_000
+CHUNK_PROMOTIONS = 10_000
+
+# The data set's week w runs for 7 days from WEEK_2_START + (w - 2) weeks (read off the
+# transactions: week 2 is 2017-01-02 05:00 UTC .. 2017-01-09 05:00 UTC, midnight in New York).
+WEEK_2_START = datetime(2017, 1, 2, 5, 0, tzinfo=timezone.utc)
+# When a week's promotions were decided is not in the data set. A chain's weekly mailer and
+# displays are fixed and printed weeks ahead; we take four weeks (docs/demo-data.md), so at any
+# moment the plans for the next 14 days are known.
+PLAN_LEAD_DAYS = 28
+# A display in a handful of the chain's ~108 stores says little about any one shopper, and the
+# data set has 938,000 such product-weeks: only promotions reaching at least this share of the
+# week's stores are loaded (docs/demo-data.md gives the measured effect).
+PROMOTION_MIN_REACH = 0.10
 
 
 def data_file(name: str):
@@ -160,6 +173,7 @@ class Source:
     unlisted_products: int          # sold but missing from the catalogue: loaded as placeholders
     zero_quantity_lines: int
     float_residue_amounts: int      # sales values off a whole cent by float residue only
+    promotions: pd.DataFrame = field(default_factory=lambda: promotion_shares(None))  # of loaded products
 
 
 def read_source(households: int | None = None) -> Source:
@@ -201,7 +215,33 @@ def read_source(households: int | None = None) -> Source:
 
     keep = lines["product_id"].unique() if households is not None else None
     products, unlisted = _products(prices, sold_anywhere, keep)
-    return Source(chosen, first_seen, baskets, lines, products, unlisted, int((raw_qty == 0).sum()), residue)
+    promotions = promotion_shares(read_table("promotions"))
+    promotions = promotions[promotions["product_id"].isin(products["product_id"])
+                            & (promotions["reach"] >= PROMOTION_MIN_REACH)].reset_index(drop=True)
+    return Source(chosen, first_seen, baskets, lines, products, unlisted, int((raw_qty == 0).sum()), residue,
+                  promotions)
+
+
+def promotion_shares(promotions: pd.DataFrame | None) -> pd.DataFrame:
+    """Store-level promotion rows -> one row per (product, week, kind) that any store ran, with
+    ``reach``, the share of that week's promoting stores that ran it (display: any in-store
+    display location; mailer: any mailer location; "0" means none), and the week's start (UTC).
+    ``None`` gives the empty frame."""
+    columns = ["product_id", "week", "kind", "reach", "starts_at"]
+    if promotions is None or promotions.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(columns, ("int64", "int64", "object", "float64",
+                                                                               "datetime64[ns, UTC]"))})
+    stores = promotions.groupby("week")["store_id"].nunique()
+    frames = []
+    for kind, column in (("display", "display_location"), ("mailer", "mailer_location")):
+        on = promotions[promotions[column] != "0"]
+        g = on.groupby(["product_id", "week"]).size().rename("stores").reset_index()
+        g["kind"] = kind
+        g["reach"] = g["stores"] / g["week"].map(stores)
+        frames.append(g)
+    out = pd.concat(frames, ignore_index=True)
+    out["starts_at"] = pd.Timestamp(WEEK_2_START) + pd.to_timedelta((out["week"] - 2) * 7, unit="D")
+    return out[columns].sort_values(["product_id", "week", "kind"], kind="stable").reset_index(drop=True)
 
 
 def _typical_prices_of(tx: pd.DataFrame) -> pd.Series:
@@ -261,6 +301,21 @@ def product_records(src: Source, version: datetime) -> list[dict]:
              "updated_at": version}
             for pid, title, cat, brand, price in zip(p["product_id"].tolist(), p["title"].tolist(),
                                                     p["category"].tolist(), brands, p["price"].tolist())]
+
+
+def promotion_records(src: Source, lo: int, hi: int) -> list[dict]:
+    """Promotions lo..hi as a merchant sends them: one plan per product, week and kind, its
+    reach in basis points, decided PLAN_LEAD_DAYS before the week (so a training cutoff in the
+    past sees only what was planned by then)."""
+    p = src.promotions.iloc[lo:hi]
+    starts = p["starts_at"].dt.to_pydatetime()
+    week = timedelta(days=7)
+    lead = timedelta(days=PLAN_LEAD_DAYS)
+    return [{"id": f"promo-{pid}-w{w}-{kind}", "product_id": f"sku-{pid}", "kind": kind, "starts_at": at,
+             "ends_at": at + week, "reach_bp": min(10_000, max(1, int(round(reach * 10_000)))),
+             "planned_at": at - lead, "updated_at": at - lead}
+            for pid, w, kind, reach, at in zip(p["product_id"].tolist(), p["week"].tolist(), p["kind"].tolist(),
+                                               p["reach"].tolist(), starts)]
 
 
 def order_records(src: Source, lo: int, hi: int) -> list[dict]:
@@ -350,8 +405,9 @@ def load_demo(sessions: sessionmaker[Session], *, now: datetime, households: int
     n = len(src.baskets)
     phases = [("customers", len(customers), CHUNK_CUSTOMERS, lambda lo, hi: customers[lo:hi]),
               ("products", len(products), CHUNK_PRODUCTS, lambda lo, hi: products[lo:hi]),
+              ("promotions", len(src.promotions), CHUNK_PROMOTIONS, lambda lo, hi: promotion_records(src, lo, hi)),
               ("orders", n, chunk_baskets, lambda lo, hi: order_records(src, lo, hi))]
-    with tqdm(total=len(customers) + len(products) + n, unit="rec", file=sys.stderr, disable=not progress) as bar:
+    with tqdm(total=len(customers) + len(products) + len(src.promotions) + n, unit="rec", file=sys.stderr, disable=not progress) as bar:
         for resource, total, size, build in phases:
             bar.set_description(resource)
             for lo in range(0, total, size):

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.commerce.history import CouponRedemption, MerchantCampaign, MerchantCampaignTarget, MerchantCoupon
-from engine.commerce.models import Customer, Order, OrderLine, Product
+from engine.commerce.models import Customer, Order, OrderLine, Product, Promotion
 from engine.demo import completejourney as cj
 from engine.demo.summary import demo_summary
 
@@ -162,6 +162,36 @@ def test_load_maps_the_data_set(sessions, clock, source, raw_tx):
                         .join(Product, Product.id == MerchantCoupon.product_id)) == summary["coupons"]
 
 
+def test_promotions_are_the_share_of_stores_per_product_week(sessions, clock, source):
+    """Against the store-level rows, counted here independently of the loader's group-bys."""
+    raw = cj.read_table("promotions")
+    raw = raw[raw["product_id"].isin(source.products["product_id"])]
+    stores_in_week = cj.read_table("promotions", ["store_id", "week"]).groupby("week")["store_id"].nunique()
+    report = cj.load_demo(sessions, now=clock.now(), source=source, progress=False)
+    assert report.problem_count == 0, report.problems
+    with sessions() as s:
+        rows = s.execute(select(Promotion.external_id, Product.external_id, Promotion.kind, Promotion.starts_at,
+                                Promotion.ends_at, Promotion.reach_bp, Promotion.planned_at)
+                         .join(Product, Product.id == Promotion.product_id)).all()
+    assert len(rows) == len(source.promotions) == report.counts["promotions"].inserted > 0
+    # one mailer week and one display week, recounted from the store rows
+    for kind, column in (("mailer", "mailer_location"), ("display", "display_location")):
+        got = next(r for r in rows if r.kind.value == kind)
+        pid, week = int(got[1].removeprefix("sku-")), int(got.external_id.split("-w")[1].split("-")[0])
+        ran = raw[(raw["product_id"] == pid) & (raw["week"] == week) & (raw[column] != "0")]["store_id"].nunique()
+        assert got.reach_bp == round(10_000 * ran / stores_in_week[week])
+        assert got.reach_bp >= 10_000 * cj.PROMOTION_MIN_REACH
+        # week 2 began at midnight New York time on Monday 2 January 2017
+        start = datetime(2017, 1, 2, tzinfo=NY) + (week - 2) * pd.Timedelta(days=7).to_pytimedelta()
+        assert got.starts_at == start.astimezone(UTC)
+        assert got.ends_at - got.starts_at == pd.Timedelta(days=7).to_pytimedelta()
+        assert got.starts_at - got.planned_at == pd.Timedelta(days=cj.PLAN_LEAD_DAYS).to_pytimedelta()
+    # every promoted product-week above the floor is there, none below it
+    shares = raw.assign(on=raw["mailer_location"] != "0").groupby(["product_id", "week"])["on"].sum()
+    shares = shares / shares.index.get_level_values("week").map(stores_in_week).to_numpy()
+    assert sum(r.kind.value == "mailer" for r in rows) == int((shares >= cj.PROMOTION_MIN_REACH).sum())
+
+
 def _snapshot(sessions) -> dict:
     with sessions() as s:
         return {
@@ -173,6 +203,8 @@ def _snapshot(sessions) -> dict:
             "orders": s.execute(select(Order.id, Order.external_id, Order.placed_at, Order.merchandise_amount,
                                        Order.updated_at).order_by(Order.id)).all(),
             "lines": s.scalar(select(func.count()).select_from(OrderLine)),
+            "promotions": s.execute(select(Promotion.id, Promotion.reach_bp, Promotion.updated_at)
+                                    .order_by(Promotion.id)).all(),
             "line_total": s.scalar(select(func.sum(OrderLine.amount))),
             "history": [s.scalar(select(func.count()).select_from(m)) for m in
                         (MerchantCampaign, MerchantCampaignTarget, MerchantCoupon, CouponRedemption)],

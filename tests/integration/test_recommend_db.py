@@ -147,3 +147,51 @@ def test_popularity_picker_is_the_engines_own_fallback(sessions, merchant):
         assert all(0 < o.p_purchase <= 1 and o.fallback == "merchant_rate" for o in outlook.values())
         # StoredPicker falls back to it for customers never scored
         assert StoredPicker().picks(s, merchant, ids[:1], 2, now=NOW)[ids[0]][0].source == "fallback:popularity"
+
+
+def _promo(pid, product, kind, start, days, **kw):
+    return {"id": pid, "product_id": product, "kind": kind, "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(days=days)).isoformat(), **kw}
+
+
+def test_the_feed_reads_the_promotion_plans_known_by_then_and_only_the_merchants_own(sessions, merchant, clock, tmp_path):
+    from recommend.feed import load_merchant
+    from recommend.tables import PROMOTION_KINDS
+
+    with sessions() as s:
+        assert load_merchant(s, merchant, "USD", as_of=NOW).history.promotions is None  # no feed yet
+    other = make_merchant(sessions, clock, slug="other")[0]
+    with unit_of_work(sessions) as s:
+        m = merchant_ref(s, merchant)
+        result = ingest_batch(s, m, {"promotions": [
+            _promo("mail-p3", "p3", "mailer", NOW + timedelta(days=1), 7, reach_bp=5000,
+                   planned_at=(NOW - timedelta(days=20)).isoformat()),
+            _promo("show-p4", "p4", "display", NOW - timedelta(days=3), 14),          # known when received
+            _promo("gone-p5", "p5", "discount", NOW, 7, cancelled=True),
+        ]}, now=NOW - timedelta(days=2))
+        assert result.problems == []
+        # received after the moment the feed reads as of: not known then
+        assert ingest_batch(s, m, {"promotions": [_promo("late-p6", "p6", "mailer", NOW, 7)]},
+                            now=NOW + timedelta(hours=1)).problems == []
+        o = merchant_ref(s, other)
+        ingest_batch(s, o, {"products": [{"id": "p7", "title": "Other", "price": 100, "currency": "USD"}]}, now=NOW)
+        assert ingest_batch(s, o, {"promotions": [_promo("x", "p7", "mailer", NOW, 7)]},
+                            now=NOW - timedelta(days=2)).problems == []
+    with sessions() as s:
+        data = load_merchant(s, merchant, "USD", as_of=NOW)
+    promos = data.history.promotions
+    skus = [data.history.catalog.external_ids[i] for i in promos.item]
+    got = sorted(zip(skus, (PROMOTION_KINDS[k] for k in promos.kind), promos.reach.tolist(),
+                     (promos.end - promos.start).tolist(), promos.known_at.tolist()))
+    assert got == [("p3", "mailer", 0.5, 7 * 86_400, int((NOW - timedelta(days=20)).timestamp())),
+                   ("p4", "display", 1.0, 14 * 86_400, int((NOW - timedelta(days=2)).timestamp()))]
+    exposure = promos.exposure(int(NOW.timestamp()), 14 * 86_400)
+    code = {sku: i for i, sku in enumerate(data.history.catalog.external_ids)}
+    assert exposure[code["p3"], PROMOTION_KINDS.index("mailer")] == pytest.approx(0.25)
+    assert exposure[code["p4"], PROMOTION_KINDS.index("display")] == pytest.approx(11 / 14)
+
+    # training and scoring read them too (the ranker's promo_* columns are filled in)
+    out = train(sessions, merchant, tmp_path)
+    assert "ranker" in out.activated, out.messages
+    run = score_merchant(sessions, merchant, clock=FrozenClock(NOW))
+    assert run.candidate_rows > 0

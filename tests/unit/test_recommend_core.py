@@ -121,3 +121,19 @@ def test_neighbours_cached_across_chunks_change_no_candidate():
                      (cached.cand.together, fresh.cand.together), (cached.X, fresh.X)):
             np.testing.assert_array_equal(a, b)
     assert shared.__dict__["_neighbour_cache"][2].sum() > 0       # the cache was used
+
+
+def test_scoring_progress_starts_before_the_work_and_ends_at_the_total():
+    from recommend.scoring import score_chunks
+
+    h = synthetic_history()
+    snap = Snapshot.at(h.lines, h.catalog, CUTOFF)
+    customers = np.arange(h.lines.n_customers, dtype=np.int32)
+    seen = []
+    chunks = 0
+    for _ in score_chunks(h, snap, customers, propensity=None, ranker=None, horizon_days=14, k=5, chunk=120,
+                          progress=lambda done, total: seen.append((done, total))):
+        chunks += 1
+    n = len(customers)
+    assert seen[0] == (0, n) and seen[-1] == (n, n)  # a bar made at the first call times the whole run
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) == chunks + 1 == 4
