@@ -6,8 +6,8 @@
 For each database:
 1. the full load (``load_demo``: read parquet, build records, validate every record, upsert
    through the ingestion services, history tables) into an empty migrated database;
-2. the floor: the very same customer, product, order and order line rows (read back from the
-   loaded database, so identical values and ids), inserted with a raw DBAPI ``cursor.executemany``
+2. the floor: the very same customer, product, promotion, order and order line rows (read back
+   from the loaded database, so identical values and ids), inserted with a raw DBAPI ``cursor.executemany``
    per table, one transaction, into another empty migrated database. Same schema, so the same
    indexes, checks and foreign keys are paid for; no validation, no lookups, no ORM.
 The ratio load / bare is what the ingestion path costs on top of the database's own work.
@@ -40,7 +40,7 @@ from engine.demo.summary import demo_summary  # noqa: E402
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BENCH_DIR = ROOT / "var" / "bench"
-TABLES = ("customers", "products", "orders", "order_lines")
+TABLES = ("customers", "products", "promotions", "orders", "order_lines")
 TARGETS = {"sqlite": 60.0, "postgresql": 90.0}
 
 

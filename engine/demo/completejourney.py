@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
@@ -69,6 +70,9 @@ PLAN_LEAD_DAYS = 28
 # data set has 938,000 such product-weeks: only promotions reaching at least this share of the
 # week's stores are loaded (docs/demo-data.md gives the measured effect).
 PROMOTION_MIN_REACH = 0.10
+_NO_PROMOTIONS = pd.DataFrame({"product_id": pd.Series(dtype="int64"), "store_id": pd.Series(dtype="int64"),
+                               "week": pd.Series(dtype="int64"), "display_location": pd.Series(dtype="str"),
+                               "mailer_location": pd.Series(dtype="str")})
 
 
 def data_file(name: str):
@@ -173,7 +177,7 @@ class Source:
     unlisted_products: int          # sold but missing from the catalogue: loaded as placeholders
     zero_quantity_lines: int
     float_residue_amounts: int      # sales values off a whole cent by float residue only
-    promotions: pd.DataFrame = field(default_factory=lambda: promotion_shares(None))  # of loaded products
+    promotions: pd.DataFrame = field(default_factory=lambda: promotion_shares(_NO_PROMOTIONS))  # of loaded products
 
 
 def read_source(households: int | None = None) -> Source:
@@ -215,33 +219,46 @@ def read_source(households: int | None = None) -> Source:
 
     keep = lines["product_id"].unique() if households is not None else None
     products, unlisted = _products(prices, sold_anywhere, keep)
-    promotions = promotion_shares(read_table("promotions"))
+    promotions = promotion_shares()
     promotions = promotions[promotions["product_id"].isin(products["product_id"])
                             & (promotions["reach"] >= PROMOTION_MIN_REACH)].reset_index(drop=True)
     return Source(chosen, first_seen, baskets, lines, products, unlisted, int((raw_qty == 0).sum()), residue,
                   promotions)
 
 
-def promotion_shares(promotions: pd.DataFrame | None) -> pd.DataFrame:
+def promotion_shares(promotions: pd.DataFrame | None = None, *, batch_rows: int = 1_000_000) -> pd.DataFrame:
     """Store-level promotion rows -> one row per (product, week, kind) that any store ran, with
     ``reach``, the share of that week's promoting stores that ran it (display: any in-store
     display location; mailer: any mailer location; "0" means none), and the week's start (UTC).
-    ``None`` gives the empty frame."""
-    columns = ["product_id", "week", "kind", "reach", "starts_at"]
-    if promotions is None or promotions.empty:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(columns, ("int64", "int64", "object", "float64",
-                                                                               "datetime64[ns, UTC]"))})
-    stores = promotions.groupby("week")["store_id"].nunique()
+
+    Reads the data set's 20.9 million store rows in batches when no frame is given, keeping only
+    integer keys and counts (a pandas group-by over the whole file peaked at 3 GB)."""
+    batches = ([promotions] if promotions is not None else
+               (b.to_pandas() for b in pq.ParquetFile(data_file("promotions").open("rb")).iter_batches(
+                   batch_size=batch_rows, columns=["product_id", "store_id", "week", "display_location",
+                                                   "mailer_location"])))
+    store_weeks, counted = [], {"display": [], "mailer": []}
+    for frame in batches:
+        week = frame["week"].to_numpy(np.int64)
+        store_weeks.append(np.unique(week * 1_000_000 + frame["store_id"].to_numpy(np.int64)))
+        key = frame["product_id"].to_numpy(np.int64) * 64 + week
+        for kind, column in (("display", "display_location"), ("mailer", "mailer_location")):
+            keys, counts = np.unique(key[(frame[column] != "0").to_numpy()], return_counts=True)
+            counted[kind].append((keys, counts))
+    sw = np.unique(np.concatenate(store_weeks)) if store_weeks else np.zeros(0, np.int64)
+    stores_in_week = pd.Series(sw // 1_000_000).value_counts()
     frames = []
-    for kind, column in (("display", "display_location"), ("mailer", "mailer_location")):
-        on = promotions[promotions[column] != "0"]
-        g = on.groupby(["product_id", "week"]).size().rename("stores").reset_index()
-        g["kind"] = kind
-        g["reach"] = g["stores"] / g["week"].map(stores)
-        frames.append(g)
+    for kind, parts in counted.items():
+        keys = np.concatenate([k for k, _ in parts]) if parts else np.zeros(0, np.int64)
+        counts = np.concatenate([c for _, c in parts]) if parts else np.zeros(0, np.int64)
+        keys, inverse = np.unique(keys, return_inverse=True)
+        stores = np.bincount(inverse, weights=counts, minlength=len(keys))
+        week = keys % 64
+        frames.append(pd.DataFrame({"product_id": keys // 64, "week": week, "kind": kind,
+                                    "reach": stores / stores_in_week.reindex(week).to_numpy(np.float64)}))
     out = pd.concat(frames, ignore_index=True)
     out["starts_at"] = pd.Timestamp(WEEK_2_START) + pd.to_timedelta((out["week"] - 2) * 7, unit="D")
-    return out[columns].sort_values(["product_id", "week", "kind"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["product_id", "week", "kind"], kind="stable").reset_index(drop=True)
 
 
 def _typical_prices_of(tx: pd.DataFrame) -> pd.Series:
