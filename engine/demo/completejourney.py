@@ -219,8 +219,11 @@ def read_source(households: int | None = None) -> Source:
 
     keep = lines["product_id"].unique() if households is not None else None
     products, unlisted = _products(prices, sold_anywhere, keep)
+    # Plans only for loaded products that anyone ever bought: a product nobody buys is never a
+    # candidate, so its plans would change no pick (the eval's tables hold the same plans).
     promotions = promotion_shares()
     promotions = promotions[promotions["product_id"].isin(products["product_id"])
+                            & promotions["product_id"].isin(sold_anywhere)
                             & (promotions["reach"] >= PROMOTION_MIN_REACH)].reset_index(drop=True)
     return Source(chosen, first_seen, baskets, lines, products, unlisted, int((raw_qty == 0).sum()), residue,
                   promotions)
