@@ -10,7 +10,7 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 
-from engine.demo.completejourney import PLAN_LEAD_DAYS, PROMOTION_MIN_REACH, promotion_shares
+from engine.demo.promotions import PLAN_LEAD_DAYS, PROMOTION_MIN_REACH, promotion_shares
 from recommend.tables import DAY, PROMOTION_KINDS, Catalog, History, Promotions, make_lines
 
 TZ = "America/New_York"  # the demo merchant's timezone (docs/demo-data.md)
