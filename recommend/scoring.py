@@ -11,6 +11,7 @@ Basket items (open cart, unpaid order) always come first in the picks.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,6 +26,10 @@ from recommend.snapshot import Snapshot
 from recommend.tables import DAY, History
 
 CHUNK_CUSTOMERS = 5_000
+# Customers whose candidate matrix is built while the previous sub-chunk's is predicted
+# (``_rank``): about 30,000 candidate rows, large enough that a predict call's overhead is
+# small, small enough that the first one, which has nothing to overlap, is short.
+SUB_CHUNK_CUSTOMERS = 250
 
 
 @dataclass
@@ -45,11 +50,49 @@ def score_chunks(history: History, snap: Snapshot, customers: np.ndarray, *, pro
     """Yield a ChunkResult per chunk of ``customers`` (codes)."""
     # Chunks allocate and free the same large arrays over and over: keep freed memory for
     # the next one instead of faulting in fresh pages (engine.core.allocator says why).
-    with reusing_freed_memory():
-        yield from _chunks(history, snap, customers, propensity, ranker, horizon_days, k, chunk, progress)
+    with reusing_freed_memory(), ThreadPoolExecutor(1, thread_name_prefix="ranker-predict") as predictor:
+        yield from _chunks(history, snap, customers, propensity, ranker, horizon_days, k, chunk, progress, predictor)
 
 
-def _chunks(history, snap, customers, propensity, ranker, horizon_days, k, chunk, progress):
+def _rank(snap: Snapshot, known: np.ndarray, ranker, k: int, predictor: ThreadPoolExecutor):
+    """Top-k picks of ``known`` (customers with history), in sub-chunks whose LightGBM predict
+    runs on ``predictor`` while this thread builds the next sub-chunk's candidates and features.
+
+    Why: candidates and features are mostly single-threaded NumPy, predict is LightGBM's
+    OpenMP loop (it releases the GIL), so on a small machine one core idled during each. A
+    customer's candidates, features and picks depend only on that customer and the snapshot
+    (``test_scoring_chunk_by_chunk_gives_what_one_pass_gives``), so sub-chunking changes no
+    pick. At most two sub-chunks' matrices are alive at once, so memory stays bounded.
+    Returns (picks, scores, sources, candidate rows).
+    """
+    n_customers = snap.lines.n_customers
+    picks = np.full((len(known), k), -1, np.int32)
+    scores = np.zeros((len(known), k), np.float32)
+    sources = np.zeros((len(known), k), np.int8)
+    rows = 0
+    pending = None  # (slice, candidates, customers, future) of the sub-chunk being predicted
+
+    def finish(job):
+        where, cand, part, future = job
+        picks[where], scores[where], sources[where] = top_k(cand, future.result(), part, n_customers, k,
+                                                            with_scores=True)
+
+    for start in range(0, len(known), SUB_CHUNK_CUSTOMERS):
+        where = slice(start, start + SUB_CHUNK_CUSTOMERS)
+        part = known[where]
+        rs = ranking_set(snap, part, None, drop_empty_groups=False)
+        rows += len(rs.y)
+        job = (where, rs.cand, part, predictor.submit(ranker.predict, rs.X))
+        del rs
+        if pending is not None:
+            finish(pending)
+        pending = job
+    if pending is not None:
+        finish(pending)
+    return picks, scores, sources, rows
+
+
+def _chunks(history, snap, customers, propensity, ranker, horizon_days, k, chunk, progress, predictor):
     lines = snap.lines
     now = snap.cutoff
     n_baskets = snap.customers.n_baskets
@@ -78,9 +121,7 @@ def _chunks(history, snap, customers, propensity, ranker, horizon_days, k, chunk
         rows = 0
         known = part[has_history]
         if ranker is not None and len(known):
-            rs = ranking_set(snap, known, None, drop_empty_groups=False)
-            rows = len(rs.y)
-            rec, sc, src = top_k(rs.cand, ranker.predict(rs.X), known, lines.n_customers, k, with_scores=True)
+            rec, sc, src, rows = _rank(snap, known, ranker, k, predictor)
             idx = np.flatnonzero(has_history)
             picks[idx], scores[idx] = rec, sc
             sources[idx] = np.where(src & BASKET, "basket", np.where(rec >= 0, "ranker", ""))

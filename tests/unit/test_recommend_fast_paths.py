@@ -12,7 +12,7 @@ import pytest
 
 from engine.core import allocator
 from recommend import baselines, features
-from recommend.candidates import group_order, item_neighbours
+from recommend.candidates import BASKET, group_order, item_neighbours
 from recommend.features import customer_category_share, pair_stats, rows_in_key_ranges, stable_argsort
 from recommend.ranker import _best_per_group, ranking_set, top_k
 from recommend.snapshot import Snapshot
@@ -168,6 +168,49 @@ def test_scoring_chunk_by_chunk_gives_what_one_pass_gives():
         np.testing.assert_array_equal(top_k(part.cand, s, chunk, h.lines.n_customers, 10), picks[rows])
         done += n
     assert done == len(whole.cand)
+
+
+def test_pipelined_scoring_picks_what_one_pass_picks(monkeypatch):
+    """score_chunks predicts each sub-chunk on a worker thread while the next one's features are
+    built: the picks, their scores and sources are exactly those of one pass over everyone."""
+    import threading
+
+    from recommend import scoring
+
+    h = synthetic_history()
+    snap = Snapshot.at(h.lines, h.catalog, CUTOFF)
+    known = snap.known_customers()
+    weights = np.linspace(-1, 1, ranking_set(snap, known[:1], None).X.shape[1]).astype(np.float32)
+
+    class Scorer:  # any fixed scorer; records where and how often it ran
+        calls, threads = 0, set()
+
+        def predict(self, X):
+            Scorer.calls += 1
+            Scorer.threads.add(threading.current_thread().name)
+            return np.nan_to_num(X @ weights)
+
+    whole = ranking_set(snap, known, None, drop_empty_groups=False)
+    expect, expect_scores, expect_src = top_k(whole.cand, Scorer().predict(whole.X), known, h.lines.n_customers, 10,
+                                              with_scores=True)
+    Scorer.calls, Scorer.threads = 0, set()
+    monkeypatch.setattr(scoring, "SUB_CHUNK_CUSTOMERS", 7)
+    customers = np.arange(h.lines.n_customers, dtype=np.int32)
+    got = {}
+    rows = 0
+    for result, n in scoring.score_chunks(h, Snapshot.at(h.lines, h.catalog, CUTOFF), customers, propensity=None,
+                                          ranker=Scorer(), horizon_days=14, k=10, chunk=40):
+        rows += n
+        for c, picks, sc, src in zip(result.customers, result.picks, result.pick_scores, result.pick_sources):
+            got[int(c)] = (picks, sc, src)
+    assert rows == len(whole.cand)
+    assert Scorer.calls >= -(-len(known) // 7) > -(-len(customers) // 40)  # sub-chunks, not chunks
+    assert Scorer.threads and threading.current_thread().name not in Scorer.threads
+    for row, c in enumerate(known):
+        picks, sc, src = got[int(c)]
+        np.testing.assert_array_equal(picks, expect[row])
+        np.testing.assert_array_equal(sc, expect_scores[row])
+        assert list(src) == ["basket" if s & BASKET else ("ranker" if p >= 0 else "") for s, p in zip(expect_src[row], expect[row])]
 
 
 def test_fallback_popular_list_is_the_global_popularity_baseline():
