@@ -11,6 +11,7 @@ import sys
 
 import click
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine.core.clock import Clock, SystemClock
 from engine.core.config import Settings
@@ -42,6 +43,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     settings = (settings or Settings.from_env()).with_overrides(**overrides) if overrides else (settings or Settings.from_env())
     rt = build_runtime(settings, clock=clock)
     app = Flask(__name__)
+    if settings.trusted_proxy_hops:
+        # Trust exactly that many proxies' X-Forwarded-* headers: the client's address (login
+        # throttle, logs), scheme (secure cookies, redirects) and host (webhook signatures).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=settings.trusted_proxy_hops,
+                                x_host=settings.trusted_proxy_hops)
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=settings.api_max_body_bytes)
     app.json.ensure_ascii = False
     app.json.sort_keys = False  # keep resources in the order a batch is applied

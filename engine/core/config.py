@@ -78,6 +78,11 @@ class Settings:
     # Connections the billing job posts and closes with at once (PostgreSQL; SQLite writes one
     # at a time, so always 1 there). Each works on its own merchants.
     billing_workers: int = 2
+    # Reverse proxies in front of the web app that set X-Forwarded-For/-Proto/-Host (0: none,
+    # the headers are ignored, so a client cannot forge its address). Behind a proxy it must be
+    # set: the login throttle counts failures per client address, and without it every client
+    # shares the proxy's address (one password sprayer would lock everyone out).
+    trusted_proxy_hops: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -109,6 +114,7 @@ class Settings:
             stripe_api_base=env.get("STRIPE_API_BASE") or base.stripe_api_base,
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or base.stripe_webhook_secret,
             billing_workers=_int(env, "BILLING_WORKERS", base.billing_workers, minimum=1),
+            trusted_proxy_hops=_int(env, "TRUSTED_PROXY_HOPS", base.trusted_proxy_hops, minimum=0),
         )
         settings.check()
         return settings
@@ -132,6 +138,8 @@ class Settings:
             raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {self.public_base_url!r}")
         if len(self.signing_secret.encode()) < 16:
             raise ConfigError("SIGNING_SECRET must be at least 16 bytes")
+        if not 0 <= self.trusted_proxy_hops <= 5:
+            raise ConfigError(f"TRUSTED_PROXY_HOPS must be between 0 and 5, got {self.trusted_proxy_hops}")
         if not (self.database_url.startswith("sqlite") or self.database_url.startswith("postgresql")):
             raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL, got {self.database_url!r}")
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine.core.config import Settings
+from engine.core.config import ConfigError, Settings
 from engine.core.db import unit_of_work
 from engine.core.web.models import LoginFailure
 from engine.core.web.throttle import ThrottlePolicy
@@ -198,6 +198,45 @@ def test_too_many_failures_from_one_address_lock_that_address(app, users):
     other = app.test_client()
     other.environ_base["REMOTE_ADDR"] = "198.51.100.7"
     assert login(other, "op@example.test").status_code == 302
+
+
+def _through_proxy(app, client_addr: str):
+    """A test client whose requests arrive from one reverse proxy that names ``client_addr``."""
+    c = app.test_client()
+    c.environ_base.update(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=client_addr, HTTP_X_FORWARDED_PROTO="https")
+    return c
+
+
+def test_behind_a_trusted_proxy_the_throttle_counts_the_client_not_the_proxy(settings, clock, users):
+    from app import create_app
+
+    app = create_app(settings, clock=clock, trusted_proxy_hops=1)
+    try:
+        _policy(app, per_account=100, per_address=3)
+        spray = _through_proxy(app, "203.0.113.9")
+        for i in range(3):
+            assert login(spray, f"guess{i}@example.test", "wrong-password").status_code == 401
+        assert login(spray, "op@example.test").status_code == 429
+        # another client behind the same proxy is not locked out by the sprayer
+        assert login(_through_proxy(app, "198.51.100.7"), "op@example.test").status_code == 302
+    finally:
+        app.extensions["engine_runtime"].engine.dispose()
+
+
+def test_without_a_trusted_proxy_a_forwarded_address_is_ignored(app, users):
+    """A client cannot escape the address throttle by forging X-Forwarded-For."""
+    _policy(app, per_account=100, per_address=3)
+    for i in range(3):
+        assert login(_through_proxy(app, f"203.0.113.{i}"), f"guess{i}@example.test", "wrong-password").status_code == 401
+    assert login(_through_proxy(app, "198.51.100.7"), "op@example.test").status_code == 429
+
+
+def test_trusted_proxy_hops_is_read_and_checked():
+    assert Settings.from_env({"TRUSTED_PROXY_HOPS": "2"}).trusted_proxy_hops == 2
+    assert Settings.from_env({}).trusted_proxy_hops == 0
+    for bad in ("-1", "9", "one"):
+        with pytest.raises(ConfigError, match="TRUSTED_PROXY_HOPS"):
+            Settings.from_env({"TRUSTED_PROXY_HOPS": bad})
 
 
 def test_the_throttle_is_shared_by_every_web_worker(settings, clock, users, sessions):
