@@ -12,11 +12,12 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.commerce.history import CouponRedemption, MerchantCampaign, MerchantCampaignTarget, MerchantCoupon
 from engine.commerce.models import Customer, Product
+from engine.core.bulk_insert import insert_rows
 from engine.demo.completejourney import LoadReport, local_to_utc, read_table
 from engine.ingest.context import Counts
 
@@ -40,7 +41,7 @@ def _insert_missing(session: Session, table, merchant_id: int, key: tuple[str, .
             seen.add(k)
             new.append({**r, "merchant_id": merchant_id})
     if new:
-        session.execute(insert(table), new)
+        insert_rows(session, table, new)
     return Counts(inserted=len(new), unchanged=len(rows) - len(new))
 
 

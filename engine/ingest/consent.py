@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from engine.commerce.models import ConsentEvent
+from engine.core.bulk_insert import insert_rows
 from engine.ingest import lookups
 from engine.ingest.context import MerchantRef, Outcome, Rec
 from engine.ingest.facts import CUSTOMERS, _apply_updates, _problem, _value
@@ -45,7 +45,7 @@ def upsert_consent_events(session: Session, merchant: MerchantRef, recs: list[Re
                              "source": source, "keyword": d["keyword"], "created_at": now})
         out.counts.inserted += 1
     if new_rows:
-        session.execute(insert(EVENTS), new_rows)
+        insert_rows(session, EVENTS, new_rows)
         by_id = {c["id"]: dict(c) for c in customers.values()}
         touched: set[int] = set()
         for row in sorted(new_rows, key=lambda r: r["occurred_at"]):

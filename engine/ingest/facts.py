@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.orm import Session
 
 from engine.commerce.models import Cart, CartItem, Customer, Product
+from engine.core.bulk_insert import insert_rows
 from engine.core.errors import Problem
 from engine.ingest import lookups
 from engine.ingest.context import MerchantRef, Outcome, Rec
@@ -67,7 +68,7 @@ def _upsert_flat(session: Session, table, resource: str, merchant: MerchantRef, 
         else:
             out.counts.updated += 1
     if inserts:
-        session.execute(insert(table), inserts)
+        insert_rows(session, table, inserts)
     if updates:
         _apply_updates(session, table, updates)
     return out
@@ -178,18 +179,18 @@ def upsert_carts(session: Session, merchant: MerchantRef, recs: list[Rec], *, no
         out.counts.updated += 1
 
     if new_carts:
-        session.execute(insert(CARTS), new_carts)
+        insert_rows(session, CARTS, new_carts)
         ids = lookups.ids_by_external(session, CARTS, merchant.id, (c["external_id"] for c in new_carts))
         rows = [{**it, "merchant_id": merchant.id, "cart_id": ids[ext]} for ext, items in new_items for it in items]
         if rows:
-            session.execute(insert(CART_ITEMS), rows)
+            insert_rows(session, CART_ITEMS, rows)
     if changed:
         _apply_updates(session, CARTS, [{"id": cid, "customer_id": cust, "source_updated_at": ver, "updated_at": now}
                                         for cid, cust, ver, _ in changed])
         session.execute(delete(CART_ITEMS).where(CART_ITEMS.c.cart_id.in_([c[0] for c in changed])))
         rows = [{**it, "merchant_id": merchant.id, "cart_id": cid} for cid, _, _, items in changed for it in items]
         if rows:
-            session.execute(insert(CART_ITEMS), rows)
+            insert_rows(session, CART_ITEMS, rows)
     return out
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.orm import Session
 
 from engine.commerce.models import Order, OrderLine, Refund
+from engine.core.bulk_insert import insert_rows
 from engine.ingest import lookups
 from engine.ingest.context import MerchantRef, Outcome, Rec
 from engine.ingest.facts import CARTS, CONFLICT, CUSTOMERS, PRODUCTS, _apply_updates, _problem
@@ -119,16 +120,16 @@ def upsert_orders(session: Session, merchant: MerchantRef, recs: list[Rec], *, n
             out.counts.updated += 1
 
     if new_orders:
-        session.execute(insert(ORDERS), new_orders)
+        insert_rows(session, ORDERS, new_orders)
         ids = lookups.ids_by_external(session, ORDERS, merchant.id, new_lines.keys())
         rows = [{**l, "merchant_id": merchant.id, "order_id": ids[ext]} for ext, ls in new_lines.items() for l in ls]
-        session.execute(insert(LINES), rows)
+        insert_rows(session, LINES, rows)
     if changed:
         _apply_updates(session, ORDERS, [{**c, "id": oid} for oid, c, _ in changed])
         relined = [(oid, ls) for oid, _, ls in changed if ls is not None]
         if relined:
             session.execute(delete(LINES).where(LINES.c.order_id.in_([oid for oid, _ in relined])))
-            session.execute(insert(LINES), [{**l, "merchant_id": merchant.id, "order_id": oid} for oid, ls in relined for l in ls])
+            insert_rows(session, LINES, [{**l, "merchant_id": merchant.id, "order_id": oid} for oid, ls in relined for l in ls])
     return out
 
 
@@ -171,7 +172,7 @@ def upsert_refunds(session: Session, merchant: MerchantRef, recs: list[Rec], *, 
                          "reason": d["reason"], "created_at": now})
         out.counts.inserted += 1
     if new_rows:
-        session.execute(insert(REFUNDS), new_rows)
+        insert_rows(session, REFUNDS, new_rows)
         totals: dict[int, int] = {}
         for r in new_rows:
             totals[r["order_id"]] = totals.get(r["order_id"], 0) + r["amount"]
