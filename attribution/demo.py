@@ -9,7 +9,7 @@ from typing import Callable
 from sqlalchemy import func, select
 
 from attribution.jobs import attribute_merchant
-from attribution.models import OrderAttribution
+from attribution.models import Click, OrderAttribution
 from attribution.queries import merchant_lift
 from attribution.tracking import RECORDED, record_click
 from attribution.windows import WindowsSource
@@ -42,15 +42,22 @@ def simulate_engagement(rt: Runtime, merchant_id: int, *, start: datetime, end: 
     deterministically and marked as such: a delivery receipt for every SMS/MMS sent (20 s later,
     through the same service the gateway's webhook uses) and a click on the first link of
     ``CLICK_SHARE_PERCENT``% of messages, 5 minutes to 6 hours after sending (through the
-    redirect's own recording service). Returns (receipts, clicks)."""
+    redirect's own recording service). Returns (receipts, clicks).
+
+    Idempotent, like the rest of the demo: a send that already has its simulated click gets no
+    second one (``make demo`` run again would otherwise double the clicks, and attribution would
+    move each click-attributed order to the newer click: a withdrawal and a new accrual per order,
+    on different invoices). Such a send still counts in the clicks returned."""
     receipts = clicks = 0
     with unit_of_work(rt.sessions) as s:
+        simulated = set(s.scalars(select(Click.send_id).where(Click.merchant_id == merchant_id,
+                                                              Click.user_agent == SIMULATED_AGENT)))
         sends = s.execute(select(Send.id, Send.public_id, Send.channel, Send.provider_id, Send.sent_at, Send.picks)
                           .where(Send.merchant_id == merchant_id, Send.status.in_(("sent", "delivered")),
                                  Send.sent_at >= start, Send.sent_at < end).order_by(Send.id)).all()
         urls = dict(s.execute(select(Product.id, Product.url).where(Product.merchant_id == merchant_id,
                                                                      Product.url.is_not(None))).all())
-        for _sid, public_id, channel, provider_id, sent_at, picks in sends:
+        for send_id, public_id, channel, provider_id, sent_at, picks in sends:
             if channel in ("sms", "mms") and provider_id:
                 at = sent_at + timedelta(seconds=20)
                 apply_receipt(s, DeliveryReceipt(provider_id, "delivered", None), reported_at=at, now=at)
@@ -58,6 +65,9 @@ def simulate_engagement(rt: Runtime, merchant_id: int, *, start: datetime, end: 
             h = _h(public_id)
             url = next((urls[p] for p in picks or [] if p in urls), None)
             if url and h % 100 < CLICK_SHARE_PERCENT:
+                if send_id in simulated:
+                    clicks += 1
+                    continue
                 at = sent_at + timedelta(minutes=5 + (h >> 8) % 355)
                 if record_click(s, links.Click(public_id, 0, url), user_agent=SIMULATED_AGENT, now=at) == RECORDED:
                     clicks += 1

@@ -39,6 +39,8 @@ def insert_rows(session: Session, table: Table, rows: list[dict]) -> str:
     if defaults is None:
         session.execute(insert(table), rows)
         return "insert"
+    if session.autoflush:
+        session.flush()  # as session.execute would: pending ORM objects first (rows may refer to them)
     dialect = conn.dialect
     names = list(rows[0].keys())
     columns = [table.c[n] for n in names] + [table.c[n] for n in defaults]

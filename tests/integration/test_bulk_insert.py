@@ -119,3 +119,14 @@ def test_few_rows_take_the_insert(db, sessions, probe):
     with unit_of_work(sessions) as s:
         assert insert_rows(s, table, _rows(bulk_insert.COPY_MIN_ROWS - 1)) == "insert"
         assert insert_rows(s, table, []) == "none"
+
+
+def test_pending_orm_objects_are_flushed_first_as_an_insert_would(db, sessions, probe, copy_from_one_row, clock):
+    from engine.core.web.models import LoginFailure
+
+    table = probe()
+    with unit_of_work(sessions) as s:
+        pending = LoginFailure(key="ip:203.0.113.9", failed_at=clock.now())
+        s.add(pending)
+        insert_rows(s, table, _rows(3))
+        assert pending not in s.new and pending.id is not None
